@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Installs everything the platform needs on Debian 12, idempotently:
+# PostgreSQL 15 with pgvector (built from Debian's own source package),
+# build tools, and the front-end assets from npm.
+#
+# Usage: scripts/setup.sh [--test]   (--test adds what the test suite needs)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+WITH_TEST=0
+for arg in "$@"; do
+	case "$arg" in
+	--test) WITH_TEST=1 ;;
+	*) die "unknown argument: $arg" ;;
+	esac
+done
+
+need_root
+cd "$REPO_ROOT"
+
+PG_MAJOR=15
+PG_LIB=/usr/lib/postgresql/$PG_MAJOR
+CACHE_DIR="$REPO_ROOT/.data/cache"
+
+step "Debian packages"
+apt_install ca-certificates curl git build-essential pkg-config libclang-dev \
+	postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR postgresql-contrib \
+	postgresql-server-dev-$PG_MAJOR dpkg-dev
+# A machine may carry its own Node.js build (which bundles npm); Debian's is used otherwise.
+command -v npm >/dev/null || apt_install nodejs npm
+if [ "$WITH_TEST" = 1 ]; then
+	apt_install procps
+fi
+
+step "Rust toolchain"
+command -v cargo >/dev/null || die "cargo is not on PATH; install Rust (rustup) first"
+info "$(cargo --version)"
+
+step "pgvector for PostgreSQL $PG_MAJOR"
+if [ -f "/usr/share/postgresql/$PG_MAJOR/extension/vector.control" ] && [ -f "$PG_LIB/lib/vector.so" ]; then
+	info "already installed: $(grep default_version /usr/share/postgresql/$PG_MAJOR/extension/vector.control)"
+else
+	# Debian 12 has no pgvector binary; trixie's source package builds against
+	# PostgreSQL 15. The source entry reuses the machine's own Debian mirror and keyring.
+	src_list=/etc/apt/sources.list.d/buybuddy-trixie-src.sources
+	if [ ! -f "$src_list" ]; then
+		uris=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+		uris=${uris:-http://deb.debian.org/debian}
+		info "adding deb-src entry for trixie ($uris) in $src_list"
+		cat >"$src_list" <<EOF
+Types: deb-src
+URIs: $uris
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+		APT_UPDATED=0
+	fi
+	apt_update_once
+	mkdir -p "$CACHE_DIR/pgvector"
+	(
+		cd "$CACHE_DIR/pgvector"
+		if ! ls -d pgvector-*/ >/dev/null 2>&1; then
+			info "apt-get source pgvector"
+			apt-get source -qq pgvector 2>&1 | grep -v "unsandboxed as root" || true
+		fi
+		cd "$(ls -d pgvector-*/ | head -n1)"
+		info "building $(basename "$PWD") (OPTFLAGS empty: runs on any x86-64)"
+		make -s OPTFLAGS="" PG_CONFIG=$PG_LIB/bin/pg_config >/dev/null
+		make -s OPTFLAGS="" PG_CONFIG=$PG_LIB/bin/pg_config install >/dev/null
+	)
+	info "installed: $(grep default_version /usr/share/postgresql/$PG_MAJOR/extension/vector.control)"
+fi
+
+step "Front-end assets (npm)"
+if [ -f node_modules/htmx.org/dist/htmx.min.js ] && [ package-lock.json -ot node_modules/.package-lock.json ]; then
+	info "already installed: htmx.org $(node -p 'require("./node_modules/htmx.org/package.json").version')"
+else
+	info "npm ci"
+	npm ci --no-audit --no-fund --loglevel=error
+fi
+
+step "Set-up complete"
