@@ -1,0 +1,163 @@
+//! `buybuddy doctor`: says what this installation has, one line per part,
+//! each OK or a problem with what to do about it.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use sqlx::PgPool;
+
+use crate::{
+    config::DbArgs,
+    db::{self, Target},
+    queue::DEFAULT_QUEUE,
+};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    db: DbArgs,
+
+    /// Folder of the local object store (defaults to `storage` in the data folder).
+    #[arg(long, env = "BUYBUDDY_STORAGE_DIR")]
+    storage_dir: Option<PathBuf>,
+
+    /// Queue whose workers and backlog are reported.
+    #[arg(long, env = "BUYBUDDY_QUEUE", default_value = DEFAULT_QUEUE)]
+    queue: String,
+}
+
+struct Report {
+    problems: usize,
+}
+
+impl Report {
+    fn ok(&mut self, part: &str, detail: impl AsRef<str>) {
+        println!("OK    {part:<10} {}", detail.as_ref());
+    }
+
+    fn problem(&mut self, part: &str, detail: impl AsRef<str>) {
+        self.problems += 1;
+        println!("FAIL  {part:<10} {}", detail.as_ref());
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut report = Report { problems: 0 };
+    match database(&args.db).await {
+        Ok((target, pool)) => {
+            let version: String = sqlx::query_scalar("SELECT current_setting('server_version')")
+                .fetch_one(&pool)
+                .await?;
+            report.ok(
+                "postgres",
+                format!("PostgreSQL {version} at {}", target.describe()),
+            );
+            extension(&mut report, &pool, "vector", "pgvector").await?;
+            extension(&mut report, &pool, "hstore", "hstore").await?;
+            schema(&mut report, &pool).await;
+            queue(&mut report, &pool, &args.queue).await;
+        }
+        Err(error) => report.problem("postgres", format!("{error:#}")),
+    }
+    let storage = args
+        .storage_dir
+        .unwrap_or_else(|| args.db.data_dir.join("storage"));
+    match probe_folder(&storage) {
+        Ok(()) => report.ok(
+            "storage",
+            format!("local folder {} (writable)", storage.display()),
+        ),
+        Err(error) => report.problem("storage", format!("{}: {error}", storage.display())),
+    }
+    Ok(if report.problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn database(args: &DbArgs) -> anyhow::Result<(Target, PgPool)> {
+    let target = Target::resolve(args).await?;
+    let pool = db::connect(&target.url, 2, &[]).await?;
+    Ok((target, pool))
+}
+
+async fn extension(
+    report: &mut Report,
+    pool: &PgPool,
+    name: &str,
+    label: &str,
+) -> anyhow::Result<()> {
+    let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT installed_version, default_version FROM pg_available_extensions WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some((Some(installed), _)) => report.ok(label, format!("{label} {installed}")),
+        Some((None, Some(available))) => report.problem(
+            label,
+            format!("{label} {available} is available but not enabled: run `buybuddy migrate`"),
+        ),
+        _ => report.problem(
+            label,
+            format!("{label} is not installed in this server: run scripts/setup.sh"),
+        ),
+    }
+    Ok(())
+}
+
+async fn schema(report: &mut Report, pool: &PgPool) {
+    match db::schema::status(pool).await {
+        Ok(status) if status.is_current() => report.ok(
+            "schema",
+            format!(
+                "current ({} platform, {} queue migrations)",
+                status.platform.0, status.queue.0
+            ),
+        ),
+        Ok(status) if !status.unknown.is_empty() => report.problem(
+            "schema",
+            format!(
+                "migrated by a newer buybuddy (unknown migrations {:?}): upgrade this binary",
+                status.unknown
+            ),
+        ),
+        Ok(status) => report.problem(
+            "schema",
+            format!(
+                "{} of {} platform and {} of {} queue migrations applied: run `buybuddy migrate`",
+                status.platform.0, status.platform.1, status.queue.0, status.queue.1
+            ),
+        ),
+        Err(error) => report.problem("schema", format!("{error:#}")),
+    }
+}
+
+async fn queue(report: &mut Report, pool: &PgPool, queue: &str) {
+    let counts = sqlx::query_as::<_, (i64, i64, i64)>(
+        "SELECT (SELECT count(*) FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending'),
+                (SELECT count(*) FROM apalis.jobs WHERE job_type = $1 AND status IN ('Queued', 'Running')),
+                (SELECT count(*) FROM apalis.workers
+                  WHERE worker_type = $1 AND last_seen > now() - interval '2 minutes')",
+    )
+    .bind(queue)
+    .fetch_one(pool)
+    .await;
+    match counts {
+        Ok((waiting, running, workers)) => report.ok(
+            "queue",
+            format!(
+                "{queue:?}: {waiting} waiting, {running} claimed, {workers} worker(s) seen in the last 2 minutes"
+            ),
+        ),
+        Err(error) => report.problem("queue", format!("cannot read the queue: {error}")),
+    }
+}
+
+fn probe_folder(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".doctor-{}", std::process::id()));
+    std::fs::write(&probe, b"ok")?;
+    std::fs::remove_file(probe)
+}

@@ -1,0 +1,157 @@
+//! The command line: one binary, one subcommand per role or tool.
+
+mod bench;
+mod db;
+mod doctor;
+mod jobs;
+mod serve;
+mod worker;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DbArgs;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "buybuddy",
+    version,
+    about = "Buybuddy AI Platform: product videos in, reviewed products, training data and embeddings out."
+)]
+pub struct Cli {
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(
+        long,
+        env = "BUYBUDDY_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the web server (pages, JSON API, live updates).
+    Serve(serve::Args),
+    /// Run a worker that takes jobs from the queue.
+    Worker(worker::Args),
+    /// Create or upgrade the database schema.
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Check the installation: database, pgvector, schema, storage.
+    Doctor(doctor::Args),
+    /// Manage the embedded PostgreSQL cluster (used when DATABASE_URL is unset).
+    #[command(subcommand)]
+    Db(db::Command),
+    /// Queue, inspect and cancel jobs.
+    #[command(subcommand)]
+    Jobs(jobs::Command),
+    /// Measure the platform (figures, not tests).
+    #[command(subcommand)]
+    Bench(bench::Command),
+}
+
+/// Parses the command line, runs the command, and turns errors into a message
+/// and a failing exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => serve::run(args).await?,
+        Command::Worker(args) => worker::run(args).await?,
+        Command::Migrate { db } => {
+            let target = crate::db::Target::resolve(&db).await?;
+            let pool = crate::db::connect(&target.url, 2, &[]).await?;
+            crate::db::schema::migrate(&pool).await?;
+            let status = crate::db::schema::status(&pool).await?;
+            println!(
+                "migrated {}: {} platform and {} queue migrations applied",
+                target.describe(),
+                status.platform.0,
+                status.queue.0
+            );
+        }
+        Command::Doctor(args) => return doctor::run(args).await,
+        Command::Db(command) => db::run(command).await?,
+        Command::Jobs(command) => jobs::run(command).await?,
+        Command::Bench(command) => bench::run(command).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,apalis=warn,apalis_core=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// A token that fires on SIGINT or SIGTERM.
+pub(crate) fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let fire = token.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot listen for shutdown signals");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        fire.cancel();
+    });
+    token
+}
+
+/// Resolves the database, opens a pool and checks that the schema is current.
+pub(crate) async fn open_database(
+    db: &DbArgs,
+    settings: &[(&str, String)],
+) -> anyhow::Result<(crate::db::Target, sqlx::PgPool)> {
+    let target = crate::db::Target::resolve(db).await?;
+    let pool = crate::db::connect_configured(db, &target.url, settings).await?;
+    crate::db::schema::require_current(&pool).await?;
+    Ok((target, pool))
+}

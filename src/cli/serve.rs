@@ -1,0 +1,43 @@
+//! `buybuddy serve`: the web server.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+
+use crate::{
+    config::DbArgs,
+    queue::DEFAULT_QUEUE,
+    realtime::Hub,
+    web::{self, App, AppState},
+};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    db: DbArgs,
+
+    /// Address the server listens on.
+    #[arg(long, env = "BUYBUDDY_BIND", default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+
+    /// Queue that jobs created from the UI and the API go to.
+    #[arg(long, env = "BUYBUDDY_QUEUE", default_value = DEFAULT_QUEUE)]
+    queue: String,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let (target, pool) = super::open_database(&args.db, &[]).await?;
+    let shutdown = super::shutdown_signal();
+    let hub = Hub::start(pool.clone(), shutdown.clone());
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("listening on {}", args.bind))?;
+    let address = listener.local_addr()?;
+    tracing::info!(database = %target.describe(), "serving on http://{address}");
+    let state = AppState(Arc::new(App {
+        pool,
+        hub,
+        queue: args.queue,
+    }));
+    web::serve(listener, state, shutdown).await
+}

@@ -1,0 +1,146 @@
+//! `buybuddy worker`: takes jobs from the queue until stopped.
+
+use std::{collections::HashMap, time::Duration};
+
+use buybuddy_worker::retry::Backoff;
+
+use crate::{
+    config::{DbArgs, parse_duration},
+    jobs::{KINDS, context::WorkerSettings},
+    queue::{
+        DEFAULT_QUEUE,
+        worker::{self, WorkerConfig, backoff_settings},
+    },
+};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    db: DbArgs,
+
+    /// Queue to take jobs from.
+    #[arg(long, env = "BUYBUDDY_QUEUE", default_value = DEFAULT_QUEUE)]
+    queue: String,
+
+    /// Prefix of this worker's name in the queue (the host name when unset); the
+    /// process id and a random suffix make it unique.
+    #[arg(long, env = "BUYBUDDY_WORKER_NAME")]
+    name: Option<String>,
+
+    /// Jobs this worker runs at the same time.
+    #[arg(long, env = "BUYBUDDY_WORKER_CONCURRENCY", default_value_t = 2)]
+    concurrency: usize,
+
+    /// Jobs claimed per fetch (defaults to the concurrency).
+    #[arg(long, env = "BUYBUDDY_WORKER_BATCH_SIZE")]
+    batch_size: Option<usize>,
+
+    /// How often an idle worker checks for jobs; a new job also wakes it at once
+    /// through LISTEN/NOTIFY.
+    #[arg(long, env = "BUYBUDDY_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    poll_interval: Duration,
+
+    /// Silence after which a worker counts as dead and its jobs are re-queued
+    /// (whole seconds, at least 1s).
+    #[arg(long, env = "BUYBUDDY_DEAD_WORKER_AFTER", default_value = "30s", value_parser = parse_window)]
+    dead_worker_after: Duration,
+
+    /// Time in-flight jobs get to finish after SIGTERM/SIGINT before they go back
+    /// to the queue.
+    #[arg(long, env = "BUYBUDDY_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+
+    /// Delay before the first retry of a failed job; it doubles with each attempt.
+    #[arg(long, env = "BUYBUDDY_RETRY_BASE", default_value = "2s", value_parser = parse_duration)]
+    retry_base: Duration,
+
+    /// Longest delay between two attempts.
+    #[arg(long, env = "BUYBUDDY_RETRY_MAX", default_value = "10m", value_parser = parse_duration)]
+    retry_max: Duration,
+
+    /// Attempt timeout for one kind of job, as KIND=DURATION (repeatable, or
+    /// comma-separated in the environment variable), e.g. `video=30m`.
+    #[arg(long = "job-timeout", env = "BUYBUDDY_JOB_TIMEOUTS", value_delimiter = ',', value_parser = parse_kind_timeout)]
+    job_timeouts: Vec<(String, Duration)>,
+
+    /// Let `crash` jobs kill this worker (for testing how the queue copes).
+    #[arg(long, env = "BUYBUDDY_ENABLE_CRASH_JOBS")]
+    enable_crash_jobs: bool,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let backoff = Backoff::new(args.retry_base, args.retry_max);
+    // Fetches, heartbeats, the ledger and the jobs' own progress writes share the pool.
+    let (target, pool) = super::open_database(&args.db, &backoff_settings(&backoff)).await?;
+    let name = args.name.unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "worker".to_owned())
+    });
+    tracing::info!(
+        database = %target.describe(),
+        queue = %args.queue,
+        concurrency = args.concurrency,
+        "worker starting"
+    );
+    let config = WorkerConfig {
+        queue: args.queue,
+        name,
+        concurrency: args.concurrency,
+        batch_size: args.batch_size.unwrap_or(args.concurrency),
+        poll_interval: args.poll_interval,
+        dead_worker_after: args.dead_worker_after,
+        shutdown_grace: args.shutdown_grace,
+        timeouts: args.job_timeouts.into_iter().collect::<HashMap<_, _>>(),
+        settings: WorkerSettings {
+            enable_crash_jobs: args.enable_crash_jobs,
+        },
+    };
+    worker::run(config, pool, super::shutdown_signal()).await
+}
+
+fn parse_window(value: &str) -> Result<Duration, String> {
+    let window = parse_duration(value)?;
+    if window < Duration::from_secs(1) {
+        return Err("must be at least 1s".to_owned());
+    }
+    Ok(window)
+}
+
+fn parse_kind_timeout(value: &str) -> Result<(String, Duration), String> {
+    let (kind, duration) = value
+        .split_once('=')
+        .ok_or_else(|| format!("expected KIND=DURATION, e.g. video=30m, not {value:?}"))?;
+    let kind = kind.trim();
+    if !KINDS.contains(&kind) {
+        return Err(format!(
+            "unknown job kind {kind:?}; kinds are {}",
+            KINDS.join(", ")
+        ));
+    }
+    Ok((kind.to_owned(), parse_duration(duration.trim())?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_timeouts_name_a_known_kind_and_a_duration() {
+        assert_eq!(
+            parse_kind_timeout("sleep=2s").unwrap(),
+            ("sleep".to_owned(), Duration::from_secs(2))
+        );
+        assert!(
+            parse_kind_timeout("nap=2s")
+                .unwrap_err()
+                .contains("unknown job kind")
+        );
+        assert!(
+            parse_kind_timeout("sleep")
+                .unwrap_err()
+                .contains("KIND=DURATION")
+        );
+    }
+}

@@ -1,0 +1,426 @@
+//! Queries on `jobs`, the user-facing record of each job. Statements that move a
+//! job through its life also update its queue task (`apalis.jobs`) in the same
+//! statement, always locking the task before the job row so that concurrent
+//! writers never deadlock.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+/// A job as people see it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Job {
+    pub id: Uuid,
+    pub kind: String,
+    pub payload: Value,
+    pub barcode: Option<String>,
+    pub video_url: Option<String>,
+    pub video_id: Option<i32>,
+    pub status: String,
+    pub progress: i16,
+    pub stage: Option<String>,
+    pub frame_count: Option<i32>,
+    pub frames_path: Option<String>,
+    pub output: Option<Value>,
+    pub error_message: Option<String>,
+    pub task_id: Option<String>,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub worker: Option<String>,
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The statuses a job moves through.
+pub const STATUSES: &[&str] = &["queued", "running", "completed", "failed", "cancelled"];
+
+/// A job about to be created, with the id of its queue task.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub kind: String,
+    pub payload: Value,
+    pub barcode: Option<String>,
+    pub video_url: Option<String>,
+    pub video_id: Option<i32>,
+    pub task_id: String,
+    pub max_attempts: i32,
+}
+
+pub async fn insert_many(db: impl PgExecutor<'_>, jobs: &[NewJob]) -> sqlx::Result<()> {
+    let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    let kinds: Vec<String> = jobs.iter().map(|j| j.kind.clone()).collect();
+    let payloads: Vec<Value> = jobs.iter().map(|j| j.payload.clone()).collect();
+    let barcodes: Vec<Option<String>> = jobs.iter().map(|j| j.barcode.clone()).collect();
+    let urls: Vec<Option<String>> = jobs.iter().map(|j| j.video_url.clone()).collect();
+    let video_ids: Vec<Option<i32>> = jobs.iter().map(|j| j.video_id).collect();
+    let task_ids: Vec<String> = jobs.iter().map(|j| j.task_id.clone()).collect();
+    let max_attempts: Vec<i32> = jobs.iter().map(|j| j.max_attempts).collect();
+    sqlx::query!(
+        r#"
+        INSERT INTO jobs (id, kind, payload, barcode, video_url, video_id, task_id, max_attempts)
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::text[],
+                             $6::int4[], $7::text[], $8::int4[])
+        "#,
+        &ids,
+        &kinds,
+        &payloads,
+        &barcodes as &[Option<String>],
+        &urls as &[Option<String>],
+        &video_ids as &[Option<i32>],
+        &task_ids,
+        &max_attempts,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Job>> {
+    sqlx::query_as!(Job, "SELECT * FROM jobs WHERE id = $1", id)
+        .fetch_optional(db)
+        .await
+}
+
+/// The newest jobs first.
+pub async fn latest(db: impl PgExecutor<'_>, limit: i64) -> sqlx::Result<Vec<Job>> {
+    sqlx::query_as!(
+        Job,
+        "SELECT * FROM jobs ORDER BY created_at DESC, id DESC LIMIT $1",
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// How many jobs are in each status (statuses with no jobs are left out).
+pub async fn count_by_status(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, i64)>> {
+    let rows = sqlx::query!(r#"SELECT status, count(*) AS "count!" FROM jobs GROUP BY status"#)
+        .fetch_all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.status, r.count)).collect())
+}
+
+/// A worker started an attempt.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub task_id: String,
+    pub attempt: i32,
+    pub worker: String,
+    pub at: DateTime<Utc>,
+    /// The attempt's end is written in the same statement: skip the `running` state.
+    pub finishing: bool,
+}
+
+/// How an attempt ended, as the queue records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Completed,
+    /// Failed; another attempt follows after the backoff delay.
+    Retry,
+    /// Failed for good.
+    Failed,
+    Cancelled,
+}
+
+impl Ending {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ending::Completed => "completed",
+            Ending::Retry => "retry",
+            Ending::Failed => "failed",
+            Ending::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A worker ended an attempt.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub task_id: String,
+    pub worker: String,
+    pub attempt: i32,
+    pub ending: Ending,
+    pub error: Option<String>,
+    pub output: Value,
+    pub started_at: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+}
+
+/// Records attempt starts and ends in one statement: the queue tasks are
+/// acknowledged (only while still held by the worker that ran them), the jobs
+/// move to their new status, and each transition gets its event line. Returns
+/// the task ids whose ends were recorded.
+pub async fn record_attempts(
+    db: impl PgExecutor<'_>,
+    started: &[Started],
+    finished: &[Finished],
+) -> sqlx::Result<Vec<String>> {
+    let s_tasks: Vec<String> = started.iter().map(|s| s.task_id.clone()).collect();
+    let s_attempts: Vec<i32> = started.iter().map(|s| s.attempt).collect();
+    let s_workers: Vec<String> = started.iter().map(|s| s.worker.clone()).collect();
+    let s_at: Vec<DateTime<Utc>> = started.iter().map(|s| s.at).collect();
+    let s_finishing: Vec<bool> = started.iter().map(|s| s.finishing).collect();
+    let f_tasks: Vec<String> = finished.iter().map(|f| f.task_id.clone()).collect();
+    let f_workers: Vec<String> = finished.iter().map(|f| f.worker.clone()).collect();
+    let f_attempts: Vec<i32> = finished.iter().map(|f| f.attempt).collect();
+    let f_endings: Vec<&str> = finished.iter().map(|f| f.ending.as_str()).collect();
+    let f_errors: Vec<Option<String>> = finished.iter().map(|f| f.error.clone()).collect();
+    let f_outputs: Vec<Value> = finished.iter().map(|f| f.output.clone()).collect();
+    let f_started: Vec<DateTime<Utc>> = finished.iter().map(|f| f.started_at).collect();
+    let f_at: Vec<DateTime<Utc>> = finished.iter().map(|f| f.at).collect();
+    sqlx::query_scalar!(
+        r#"
+        WITH starts AS (
+            SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::timestamptz[], $5::bool[])
+                AS s (task_id, attempt, worker, at, finishing)
+        ),
+        start_events AS (
+            INSERT INTO job_events (job_id, at, level, message)
+            SELECT j.id, s.at, 'info',
+                   format('Attempt %s of %s started on %s', s.attempt, j.max_attempts, s.worker)
+            FROM starts s JOIN jobs j ON j.task_id = s.task_id
+        ),
+        running AS (
+            UPDATE jobs j
+            SET status = 'running', attempts = s.attempt, worker = s.worker, started_at = s.at,
+                next_attempt_at = NULL
+            FROM starts s
+            WHERE j.task_id = s.task_id AND NOT s.finishing AND j.status IN ('queued', 'running')
+        ),
+        finishes AS (
+            SELECT f.*,
+                   -- a job someone cancelled is not retried
+                   CASE WHEN f.ending = 'retry' AND j.cancel_requested_at IS NOT NULL
+                        THEN 'cancelled' ELSE f.ending END AS result
+            FROM unnest($6::text[], $7::text[], $8::int4[], $9::text[], $10::text[],
+                        $11::jsonb[], $12::timestamptz[], $13::timestamptz[])
+                AS f (task_id, worker, attempt, ending, error, output, started_at, at)
+            JOIN jobs j ON j.task_id = f.task_id
+        ),
+        acked AS (
+            UPDATE apalis.jobs a
+            SET status = CASE WHEN f.result = 'completed' THEN 'Done'
+                              WHEN f.result = 'retry' THEN 'Failed'
+                              -- out of attempts: 'Failed'; failed for good earlier: 'Killed',
+                              -- which the queue never picks up again either
+                              WHEN f.result = 'failed' AND f.attempt >= a.max_attempts THEN 'Failed'
+                              ELSE 'Killed' END,
+                attempts = f.attempt,
+                last_result = CASE WHEN f.result = 'completed' THEN jsonb_build_object('Ok', f.output)
+                                   ELSE jsonb_build_object('Err', coalesce(f.error, f.result)) END,
+                done_at = f.at,
+                run_at = CASE WHEN f.result = 'retry' THEN now() + buybuddy_retry_delay(f.attempt)
+                              ELSE a.run_at END
+            FROM finishes f
+            WHERE a.id = f.task_id AND a.lock_by = f.worker AND a.status IN ('Queued', 'Running')
+            RETURNING a.id, a.run_at
+        ),
+        done AS (
+            UPDATE jobs j
+            SET status = CASE f.result WHEN 'retry' THEN 'queued' ELSE f.result END,
+                attempts = f.attempt,
+                worker = f.worker,
+                started_at = f.started_at,
+                progress = CASE f.result WHEN 'completed' THEN 100
+                                         WHEN 'retry' THEN 0
+                                         ELSE j.progress END,
+                output = CASE WHEN f.result = 'completed' THEN nullif(f.output, 'null'::jsonb)
+                              ELSE j.output END,
+                error_message = CASE WHEN f.result = 'completed' THEN NULL ELSE f.error END,
+                next_attempt_at = CASE WHEN f.result = 'retry' THEN acked.run_at END,
+                completed_at = CASE WHEN f.result = 'retry' THEN NULL ELSE f.at END
+            FROM finishes f JOIN acked ON acked.id = f.task_id
+            WHERE j.task_id = f.task_id
+            RETURNING j.id, j.task_id, j.stage, j.max_attempts
+        ),
+        done_events AS (
+            INSERT INTO job_events (job_id, at, level, stage, message)
+            SELECT d.id, f.at,
+                   CASE f.result WHEN 'completed' THEN 'info' WHEN 'failed' THEN 'error' ELSE 'warn' END,
+                   d.stage,
+                   CASE f.result
+                       WHEN 'completed' THEN format('Completed in %s',
+                           CASE WHEN f.at - f.started_at < interval '1 second'
+                                THEN round(extract(epoch FROM f.at - f.started_at)::numeric * 1000, 1) || ' ms'
+                                ELSE round(extract(epoch FROM f.at - f.started_at)::numeric, 2) || ' s' END)
+                       WHEN 'retry' THEN format('Attempt %s of %s failed: %s; retrying in %s s',
+                           f.attempt, d.max_attempts, f.error,
+                           round(extract(epoch FROM acked.run_at - now())::numeric, 1))
+                       WHEN 'cancelled' THEN 'Cancelled'
+                       ELSE format('Failed: %s', f.error)
+                   END
+            FROM done d
+            JOIN finishes f ON f.task_id = d.task_id
+            JOIN acked ON acked.id = d.task_id
+        )
+        SELECT id AS "task_id!" FROM acked
+        "#,
+        &s_tasks,
+        &s_attempts,
+        &s_workers,
+        &s_at,
+        &s_finishing,
+        &f_tasks,
+        &f_workers,
+        &f_attempts,
+        &f_endings as &[&str],
+        &f_errors as &[Option<String>],
+        &f_outputs,
+        &f_started,
+        &f_at,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Records a running job's stage and progress, with an optional event line, and
+/// tells whether someone asked for the job to stop.
+pub async fn report_progress(
+    db: impl PgExecutor<'_>,
+    job_id: Uuid,
+    stage: Option<&str>,
+    progress: u8,
+    event: Option<(&str, &str)>,
+) -> sqlx::Result<bool> {
+    let (level, message) = event.unzip();
+    let cancelled = sqlx::query_scalar!(
+        r#"
+        WITH updated AS (
+            UPDATE jobs
+            SET stage = coalesce($2, stage), progress = $3,
+                status = CASE WHEN status = 'queued' THEN 'running' ELSE status END
+            WHERE id = $1
+            RETURNING id, stage, cancel_requested_at IS NOT NULL AS cancelled
+        ),
+        event AS (
+            INSERT INTO job_events (job_id, level, stage, message)
+            SELECT id, $4, stage, $5 FROM updated WHERE $5::text IS NOT NULL
+        )
+        SELECT cancelled AS "cancelled!" FROM updated
+        "#,
+        job_id,
+        stage,
+        i16::from(progress),
+        level.unwrap_or("info"),
+        message,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(cancelled.unwrap_or(false))
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancel {
+    /// The job had not started: it is cancelled and will never run.
+    Cancelled,
+    /// The job is running (or claimed by a worker): it stops at its next stage boundary.
+    Requested,
+    /// The job had already ended with this status.
+    AlreadyEnded(String),
+    NotFound,
+}
+
+/// Cancels a job that has not started, or asks a running one to stop.
+pub async fn cancel(pool: &PgPool, job_id: Uuid) -> sqlx::Result<Cancel> {
+    let mut tx = pool.begin().await?;
+    let Some(job) = sqlx::query!("SELECT status, task_id FROM jobs WHERE id = $1", job_id)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(Cancel::NotFound);
+    };
+    if !matches!(job.status.as_str(), "queued" | "running") {
+        return Ok(Cancel::AlreadyEnded(job.status));
+    }
+    // The task first, then the job: the order every writer follows.
+    let unclaimed = sqlx::query!(
+        r#"
+        UPDATE apalis.jobs
+        SET status = 'Killed', done_at = now(), last_result = '{"Err": "cancelled"}'
+        WHERE id = $1 AND (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))
+        "#,
+        job.task_id
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        > 0;
+    let outcome = if unclaimed {
+        sqlx::query!(
+            r#"
+            WITH updated AS (
+                UPDATE jobs
+                SET status = 'cancelled', cancel_requested_at = now(), completed_at = now(),
+                    next_attempt_at = NULL
+                WHERE id = $1
+                RETURNING id, stage
+            )
+            INSERT INTO job_events (job_id, level, stage, message)
+            SELECT id, 'warn', stage, 'Cancelled before it ran' FROM updated
+            "#,
+            job_id
+        )
+        .execute(&mut *tx)
+        .await?;
+        Cancel::Cancelled
+    } else {
+        sqlx::query!(
+            r#"
+            WITH updated AS (
+                UPDATE jobs SET cancel_requested_at = coalesce(cancel_requested_at, now())
+                WHERE id = $1 AND status IN ('queued', 'running')
+                RETURNING id, stage
+            )
+            INSERT INTO job_events (job_id, level, stage, message)
+            SELECT id, 'warn', stage, 'Cancellation requested: the job stops at its next stage'
+            FROM updated
+            "#,
+            job_id
+        )
+        .execute(&mut *tx)
+        .await?;
+        Cancel::Requested
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Puts every task still held by the given worker names back in the queue, as
+/// they were before this attempt (a shutdown is not the job's fault). Returns how
+/// many tasks went back.
+pub async fn return_to_queue(db: impl PgExecutor<'_>, workers: &[String]) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"
+        WITH returned AS (
+            UPDATE apalis.jobs
+            SET status = 'Pending', lock_by = NULL, lock_at = NULL
+            WHERE lock_by = ANY($1) AND status IN ('Queued', 'Running')
+            RETURNING id, attempts, lock_by
+        ),
+        requeued AS (
+            UPDATE jobs j SET status = 'queued', attempts = r.attempts, progress = 0
+            FROM returned r
+            WHERE j.task_id = r.id AND j.status = 'running'
+            RETURNING j.id, j.stage
+        ),
+        events AS (
+            INSERT INTO job_events (job_id, level, stage, message)
+            SELECT id, 'warn', stage,
+                   'The worker shut down before the job finished; it went back to the queue'
+            FROM requeued
+        )
+        SELECT count(*) AS "count!" FROM returned
+        "#,
+        workers
+    )
+    .fetch_one(db)
+    .await
+}

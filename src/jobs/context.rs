@@ -1,0 +1,128 @@
+//! What a running job sees of the platform: its identity, a way to report
+//! progress (which is also where it learns it was cancelled), and its errors.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::db;
+
+/// Settings of the worker process that jobs may consult.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerSettings {
+    /// Whether `crash` jobs may take this worker down (off unless asked for).
+    pub enable_crash_jobs: bool,
+}
+
+/// The running attempt of one job.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub job_id: Uuid,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub settings: Arc<WorkerSettings>,
+    pool: PgPool,
+}
+
+/// Why a job did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Someone cancelled the job; it stopped at a stage boundary.
+    #[error("cancelled")]
+    Cancelled,
+    /// Worth another attempt (a timeout, a 503, a lost connection).
+    #[error(transparent)]
+    Transient(anyhow::Error),
+    /// Another attempt would fail the same way (a 404, a file that is not a video).
+    #[error(transparent)]
+    Permanent(anyhow::Error),
+}
+
+impl From<anyhow::Error> for JobError {
+    fn from(error: anyhow::Error) -> Self {
+        Self::Transient(error)
+    }
+}
+
+impl From<sqlx::Error> for JobError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Transient(error.into())
+    }
+}
+
+/// How important an event line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+impl JobContext {
+    pub fn new(
+        pool: PgPool,
+        job_id: Uuid,
+        attempt: u32,
+        max_attempts: u32,
+        settings: Arc<WorkerSettings>,
+    ) -> Self {
+        Self {
+            job_id,
+            attempt,
+            max_attempts,
+            settings,
+            pool,
+        }
+    }
+
+    /// Enters a stage: records it with the overall progress and an event line.
+    /// Fails with [`JobError::Cancelled`] when the job was cancelled meanwhile.
+    pub async fn stage(&self, stage: &str, progress: u8, message: &str) -> Result<(), JobError> {
+        self.report(Some(stage), progress, Some((Level::Info, message)))
+            .await
+    }
+
+    /// Updates the progress within the current stage.
+    pub async fn progress(&self, progress: u8) -> Result<(), JobError> {
+        self.report(None, progress, None).await
+    }
+
+    /// Adds a line to the job's event log.
+    pub async fn event(&self, level: Level, message: &str) -> Result<(), JobError> {
+        db::job_events::insert(&self.pool, self.job_id, level.as_str(), None, message).await?;
+        Ok(())
+    }
+
+    async fn report(
+        &self,
+        stage: Option<&str>,
+        progress: u8,
+        event: Option<(Level, &str)>,
+    ) -> Result<(), JobError> {
+        let cancelled = db::jobs::report_progress(
+            &self.pool,
+            self.job_id,
+            stage,
+            progress.min(100),
+            event.map(|(level, message)| (level.as_str(), message)),
+        )
+        .await?;
+        if cancelled {
+            Err(JobError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}

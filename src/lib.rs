@@ -1,0 +1,11 @@
+//! Buybuddy AI Platform: turns field videos of retail products into a reviewed
+//! product directory, training data and embeddings. PostgreSQL is the center:
+//! products, jobs, the queue and realtime updates all live there.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod jobs;
+pub mod queue;
+pub mod realtime;
+pub mod web;

@@ -1,0 +1,101 @@
+//! Writes attempt starts and ends in batches. Every running attempt reports its
+//! start (without waiting) and its end (waiting until it is durable); whatever
+//! arrives while one batch is being written goes into the next, so a busy worker
+//! pays one round trip for many jobs and an idle one writes at once.
+
+use std::{collections::HashSet, time::Duration};
+
+use buybuddy_worker::retry::Backoff;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::db::jobs::{self, Finished, Started};
+
+/// Most transitions written in one statement.
+const MAX_BATCH: usize = 4096;
+
+enum Entry {
+    Started(Started),
+    Finished(Finished, oneshot::Sender<bool>),
+}
+
+/// The handle workers use; cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    sender: mpsc::UnboundedSender<Entry>,
+}
+
+/// The ledger's writer stopped (its task ended), so nothing more can be recorded.
+#[derive(Debug, thiserror::Error)]
+#[error("the job ledger has stopped")]
+pub struct Stopped;
+
+impl Ledger {
+    /// Starts the writer task. It runs until every handle is dropped and all
+    /// entries are written.
+    pub fn spawn(pool: PgPool) -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(write_batches(pool, receiver));
+        Self { sender }
+    }
+
+    /// Records that an attempt started; returns at once.
+    pub fn started(&self, started: Started) {
+        let _ = self.sender.send(Entry::Started(started));
+    }
+
+    /// Records how an attempt ended and waits until that is durable. `Ok(false)`
+    /// means the worker no longer held the task (the queue gave it to another
+    /// worker meanwhile), so this end was not recorded.
+    pub async fn finished(&self, finished: Finished) -> Result<bool, Stopped> {
+        let (reply, recorded) = oneshot::channel();
+        self.sender
+            .send(Entry::Finished(finished, reply))
+            .map_err(|_| Stopped)?;
+        recorded.await.map_err(|_| Stopped)
+    }
+}
+
+async fn write_batches(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Entry>) {
+    let mut entries = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut entries, MAX_BATCH).await > 0 {
+        let mut started = Vec::new();
+        let mut finished = Vec::new();
+        let mut replies = Vec::new();
+        for entry in entries.drain(..) {
+            match entry {
+                Entry::Started(s) => started.push(s),
+                Entry::Finished(f, reply) => {
+                    replies.push((f.task_id.clone(), reply));
+                    finished.push(f);
+                }
+            }
+        }
+        let ending: HashSet<&str> = finished.iter().map(|f| f.task_id.as_str()).collect();
+        for s in &mut started {
+            s.finishing = ending.contains(s.task_id.as_str());
+        }
+
+        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        let mut failures = 0;
+        let recorded: HashSet<String> = loop {
+            match jobs::record_attempts(&pool, &started, &finished).await {
+                Ok(recorded) => break recorded.into_iter().collect(),
+                Err(error) => {
+                    failures += 1;
+                    let delay = backoff.delay(failures);
+                    tracing::warn!(
+                        error = %error,
+                        entries = started.len() + finished.len(),
+                        retry_in = ?delay,
+                        "writing job results failed; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        };
+        for (task_id, reply) in replies {
+            let _ = reply.send(recorded.contains(&task_id));
+        }
+    }
+}

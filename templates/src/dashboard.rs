@@ -1,0 +1,111 @@
+//! The dashboard: what is in the directory and what the workers are doing.
+
+use chrono::{DateTime, Utc};
+use maud::{Markup, html};
+
+use crate::{format, layout, paths};
+
+/// A status and how many rows have it.
+#[derive(Debug, Clone)]
+pub struct StatusCount {
+    pub status: String,
+    pub count: i64,
+}
+
+/// One line of the recent-jobs list.
+#[derive(Debug, Clone)]
+pub struct JobLine {
+    pub id: String,
+    pub kind: String,
+    pub barcode: Option<String>,
+    pub status: String,
+    pub progress: i16,
+    pub stage: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    pub products: Vec<StatusCount>,
+    pub jobs: JobsPanel,
+}
+
+/// The part of the dashboard that follows the queue live.
+#[derive(Debug, Clone)]
+pub struct JobsPanel {
+    pub counts: Vec<StatusCount>,
+    pub latest: Vec<JobLine>,
+    pub now: DateTime<Utc>,
+}
+
+pub fn page(view: &Dashboard) -> Markup {
+    layout::page(
+        "Dashboard",
+        html! {
+            h1 { "Dashboard" }
+            section.card {
+                h2 { "Products" }
+                (render_counts(&view.products, "No products yet: process a video to add one."))
+            }
+            // Reloads itself (at most once a second) whenever a job changes.
+            div sse-connect=(format!("{}?topic=jobs", paths::EVENTS)) {
+                div hx-get=(paths::DASHBOARD_JOBS) hx-trigger="sse:job throttle:1s, sse:resync"
+                    hx-swap="innerHTML" {
+                    (render_jobs_panel(&view.jobs))
+                }
+            }
+        },
+    )
+}
+
+pub fn render_jobs_panel(panel: &JobsPanel) -> Markup {
+    html! {
+        section.card #jobs-panel {
+            h2 { "Jobs" }
+            (render_counts(&panel.counts, "No jobs yet."))
+            @if !panel.latest.is_empty() {
+                table.jobs {
+                    thead { tr { th { "Job" } th { "Kind" } th { "Barcode" } th { "Status" } th { "Created" } } }
+                    tbody {
+                        @for job in &panel.latest {
+                            tr data-status=(job.status) {
+                                td { code { (job.id.get(..8).unwrap_or(&job.id)) } }
+                                td { (job.kind) }
+                                td { (job.barcode.as_deref().unwrap_or("—")) }
+                                td {
+                                    span class={ "status status-" (job.status) } { (format::label(&job.status)) }
+                                    @if job.status == "running" {
+                                        progress max="100" value=(job.progress) {}
+                                        @if let Some(stage) = &job.stage { span.muted { " " (stage) } }
+                                    }
+                                    @if let Some(error) = &job.error {
+                                        div.error-text { (error) }
+                                    }
+                                }
+                                td.muted { (format::ago(job.created_at, panel.now)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn render_counts(counts: &[StatusCount], empty: &str) -> Markup {
+    html! {
+        @if counts.iter().all(|c| c.count == 0) {
+            p.muted { (empty) }
+        } @else {
+            ul.counts {
+                @for c in counts {
+                    li class={ "status-" (c.status) } {
+                        span.count { (c.count) }
+                        span.label { (format::label(&c.status)) }
+                    }
+                }
+            }
+        }
+    }
+}

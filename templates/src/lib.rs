@@ -1,0 +1,9 @@
+//! The web UI's markup: Maud components that are pure functions of view structs.
+//! Pages are assembled from `render_*` fragments, and the same fragments answer
+//! HTMX requests, so a part of a page looks the same however it was loaded.
+
+pub mod dashboard;
+pub mod error;
+pub mod format;
+pub mod layout;
+pub mod paths;
