@@ -1,0 +1,601 @@
+//! The job queue against a real PostgreSQL: claiming, retries with backoff,
+//! dead workers, the attempt cap, many workers, database restarts, timeouts,
+//! shutdown and cancellation.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use buybuddy::{
+    db::{self, jobs::Cancel},
+    jobs::{JobSpec, crash::Crash, fail::Fail, noop::Noop, sleep::Sleep},
+    queue::{self, DEFAULT_QUEUE, Enqueue},
+};
+use chrono::{DateTime, Utc};
+use common::*;
+use nix::sys::signal::Signal;
+use uuid::Uuid;
+
+async fn push(pool: &sqlx::PgPool, spec: JobSpec, max_attempts: Option<u32>) -> Uuid {
+    queue::enqueue(
+        pool,
+        DEFAULT_QUEUE,
+        vec![Enqueue {
+            max_attempts,
+            ..Enqueue::from(spec)
+        }],
+    )
+    .await
+    .unwrap()[0]
+}
+
+fn sleep(millis: u64, steps: u32) -> JobSpec {
+    JobSpec::Sleep(Sleep { millis, steps })
+}
+
+/// When each attempt of a job started, from its event log.
+async fn attempt_starts(pool: &sqlx::PgPool, id: Uuid) -> Vec<DateTime<Utc>> {
+    db::job_events::for_job(pool, id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.message.starts_with("Attempt ") && e.message.contains(" started on "))
+        .map(|e| e.at)
+        .collect()
+}
+
+#[tokio::test]
+async fn pushed_job_is_claimed_run_and_completed() {
+    let db = TestDb::new().await;
+    let id = push(&db.pool, JobSpec::Noop(Noop {}), None).await;
+    let job = db::jobs::get(&db.pool, id).await.unwrap().unwrap();
+    assert_eq!((job.status.as_str(), job.attempts), ("queued", 0));
+    assert_eq!(task_state(&db.pool, id).await, ("Pending".to_owned(), 0));
+
+    let worker = InProcessWorker::start(&db.pool, worker_config());
+    wait_for_status(&db.pool, id, "completed", Duration::from_secs(10)).await;
+    worker.stop().await;
+
+    let job = db::jobs::get(&db.pool, id).await.unwrap().unwrap();
+    assert_eq!(job.attempts, 1);
+    assert_eq!(job.progress, 100);
+    assert!(job.started_at.is_some() && job.completed_at >= job.started_at);
+    assert!(job.worker.unwrap().starts_with("test-"));
+    assert_eq!(task_state(&db.pool, id).await, ("Done".to_owned(), 1));
+    let events = event_messages(&db.pool, id).await;
+    assert!(
+        events[0].starts_with("Attempt 1 of 5 started on test-"),
+        "{events:?}"
+    );
+    assert!(events[1].starts_with("Completed in "), "{events:?}");
+}
+
+#[tokio::test]
+async fn failing_job_is_retried_with_growing_delays_then_fails_with_its_error() {
+    let base = Duration::from_millis(300);
+    let db = TestDb::with_settings(&test_backoff(base)).await;
+    let spec = JobSpec::Fail(Fail {
+        message: "the scanner jammed".into(),
+        ..Fail::default()
+    });
+    let id = push(&db.pool, spec, Some(3)).await;
+    let worker = InProcessWorker::start(&db.pool, worker_config());
+    wait_for_status(&db.pool, id, "failed", Duration::from_secs(15)).await;
+    worker.stop().await;
+
+    let job = db::jobs::get(&db.pool, id).await.unwrap().unwrap();
+    assert_eq!(job.attempts, 3);
+    assert_eq!(job.error_message.as_deref(), Some("the scanner jammed"));
+    assert_eq!(task_state(&db.pool, id).await, ("Failed".to_owned(), 3));
+
+    let starts = attempt_starts(&db.pool, id).await;
+    assert_eq!(starts.len(), 3);
+    let gaps: Vec<f64> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0]).num_milliseconds() as f64)
+        .collect();
+    println!("delays between attempts: {gaps:?} ms (base {base:?}, ±20 % jitter)");
+    // base * 2^(n-1), ±20 %: 240..=360 ms, then 480..=720 ms (plus pickup time).
+    assert!(gaps[0] >= 240.0, "first retry after {} ms", gaps[0]);
+    assert!(gaps[1] >= 480.0, "second retry after {} ms", gaps[1]);
+    assert!(gaps[1] > gaps[0], "delays must grow: {gaps:?}");
+
+    let events = event_messages(&db.pool, id).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("Attempt 1 of 3 failed: the scanner jammed; retrying in")),
+        "{events:?}"
+    );
+    assert_eq!(events.last().unwrap(), "Failed: the scanner jammed");
+}
+
+#[tokio::test]
+async fn permanent_failure_is_not_retried() {
+    let db = TestDb::new().await;
+    let spec = JobSpec::Fail(Fail {
+        message: "not a video".into(),
+        permanent: true,
+        ..Fail::default()
+    });
+    let id = push(&db.pool, spec, Some(5)).await;
+    let worker = InProcessWorker::start(&db.pool, worker_config());
+    wait_for_status(&db.pool, id, "failed", Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    worker.stop().await;
+    assert_eq!(task_state(&db.pool, id).await, ("Killed".to_owned(), 1));
+    assert_eq!(attempt_starts(&db.pool, id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn retry_delay_is_kept_in_the_database_across_worker_restarts() {
+    let db = TestDb::with_settings(&test_backoff(Duration::from_secs(3))).await;
+    let spec = JobSpec::Fail(Fail {
+        succeed_on_attempt: Some(2),
+        ..Fail::default()
+    });
+    let id = push(&db.pool, spec, Some(3)).await;
+
+    let first = InProcessWorker::start(&db.pool, worker_config());
+    let next_attempt_at = eventually(
+        Duration::from_secs(10),
+        "the first attempt to fail",
+        || async {
+            db::jobs::get(&db.pool, id)
+                .await
+                .unwrap()
+                .unwrap()
+                .next_attempt_at
+        },
+    )
+    .await;
+    first.stop().await;
+    let wait = (next_attempt_at - Utc::now()).num_milliseconds();
+    assert!(
+        (1_500..=3_700).contains(&wait),
+        "retry scheduled {wait} ms ahead"
+    );
+
+    // A fresh worker honours the stored delay instead of retrying at once.
+    let second = InProcessWorker::start(&db.pool, worker_config());
+    wait_for_status(&db.pool, id, "completed", Duration::from_secs(10)).await;
+    second.stop().await;
+    let starts = attempt_starts(&db.pool, id).await;
+    assert_eq!(starts.len(), 2);
+    assert!(
+        starts[1] >= next_attempt_at,
+        "attempt 2 started at {}, before its scheduled {next_attempt_at}",
+        starts[1]
+    );
+}
+
+#[tokio::test]
+async fn job_of_a_killed_worker_is_completed_by_another_after_the_dead_worker_window() {
+    let db = TestDb::new().await;
+    let id = push(&db.pool, sleep(3_000, 30), Some(3)).await;
+    let mut doomed = Process::worker(&db.url, &[]);
+    wait_for_status(&db.pool, id, "running", Duration::from_secs(15)).await;
+    let first_worker = db::jobs::get(&db.pool, id).await.unwrap().unwrap().worker;
+    doomed.signal(Signal::SIGKILL);
+    doomed.wait(Duration::from_secs(5)).await;
+
+    let killed_at = Instant::now();
+    let rescuer = Process::worker(&db.url, &[]);
+    wait_for_status(&db.pool, id, "completed", Duration::from_secs(20)).await;
+    println!("completed {:?} after the kill", killed_at.elapsed());
+
+    let job = db::jobs::get(&db.pool, id).await.unwrap().unwrap();
+    assert_eq!(job.attempts, 2);
+    assert_ne!(job.worker, first_worker);
+    let events = event_messages(&db.pool, id).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("stopped responding during attempt 1 of 3")),
+        "{events:?}\n{}",
+        rescuer.output()
+    );
+}
+
+#[tokio::test]
+async fn job_that_kills_its_worker_every_time_fails_at_the_attempt_cap() {
+    let db = TestDb::new().await;
+    let id = push(&db.pool, JobSpec::Crash(Crash {}), Some(2)).await;
+    let mut crashed = 0;
+    let mut last = None;
+    for _ in 0..4 {
+        let mut worker = Process::worker(&db.url, &["--enable-crash-jobs"]);
+        let ended = tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                if let Ok(Some(_)) = worker.child.try_wait() {
+                    return "crashed";
+                }
+                if status(&db.pool, id).await == "failed" {
+                    return "failed";
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+        .await
+        .expect("the job neither crashed its worker nor failed");
+        if ended == "failed" {
+            last = Some(worker);
+            break;
+        }
+        crashed += 1;
+    }
+    assert_eq!(
+        crashed, 2,
+        "each of the 2 attempts should take one worker down"
+    );
+    assert!(last.is_some(), "the job never reached the cap");
+    let job = db::jobs::get(&db.pool, id).await.unwrap().unwrap();
+    assert_eq!(job.status, "failed");
+    assert_eq!(job.attempts, 2);
+    assert!(
+        job.error_message
+            .as_deref()
+            .unwrap()
+            .contains("stopped responding during attempt 2 of 2"),
+        "{:?}",
+        job.error_message
+    );
+    assert_eq!(task_state(&db.pool, id).await, ("Failed".to_owned(), 2));
+}
+
+#[tokio::test]
+async fn claimed_jobs_waiting_behind_a_long_one_are_not_taken_for_orphans() {
+    let db = TestDb::new().await;
+    let ids: Vec<Uuid> = queue::enqueue(
+        &db.pool,
+        DEFAULT_QUEUE,
+        (0..2).map(|_| Enqueue::from(sleep(2_500, 5))).collect(),
+    )
+    .await
+    .unwrap();
+    // One slot, two claimed per fetch: the second job waits in the worker for
+    // 2.5 s, far longer than the 1 s dead-worker window.
+    let busy = Process::worker(&db.url, &["--concurrency", "1", "--batch-size", "2"]);
+    wait_for_status(&db.pool, ids[0], "running", Duration::from_secs(15)).await;
+    let idle = Process::worker(&db.url, &[]);
+    for id in &ids {
+        wait_for_status(&db.pool, *id, "completed", Duration::from_secs(20)).await;
+    }
+    for id in &ids {
+        let starts = attempt_starts(&db.pool, *id).await;
+        assert_eq!(
+            starts.len(),
+            1,
+            "job {id} ran more than once: {:?}\n{}",
+            event_messages(&db.pool, *id).await,
+            idle.output()
+        );
+    }
+    drop(busy);
+}
+
+#[tokio::test]
+async fn two_worker_processes_complete_500_jobs_exactly_once() {
+    let db = TestDb::new().await;
+    let jobs = (0..500)
+        .map(|_| Enqueue::from(JobSpec::Noop(Noop {})))
+        .collect();
+    queue::enqueue(&db.pool, DEFAULT_QUEUE, jobs).await.unwrap();
+    let workers = [
+        Process::worker(&db.url, &["--concurrency", "16"]),
+        Process::worker(&db.url, &["--concurrency", "16"]),
+    ];
+    eventually(Duration::from_secs(60), "500 completed jobs", || async {
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'completed'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        (done == 500).then_some(())
+    })
+    .await;
+
+    let runs: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE message LIKE 'Attempt % started on %'), count(DISTINCT job_id)
+         FROM job_events",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        runs,
+        vec![(500, 500)],
+        "every job must have started exactly once"
+    );
+    let per_worker: Vec<(String, i64)> =
+        sqlx::query_as("SELECT worker, count(*) FROM jobs GROUP BY worker ORDER BY worker")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    println!("jobs per worker: {per_worker:?}");
+    assert_eq!(per_worker.len(), 2, "both workers should have taken jobs");
+    let not_done: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE status <> 'Done'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(not_done, 0);
+    drop(workers);
+}
+
+/// A PostgreSQL cluster of the test's own, for tests that restart it.
+struct OwnCluster {
+    cluster: buybuddy::db::embedded::Cluster,
+    url: buybuddy::config::Secret,
+}
+
+impl OwnCluster {
+    async fn start() -> Self {
+        let dir = tempdir();
+        let cluster = buybuddy::db::embedded::Cluster::new(
+            &dir,
+            "postgres",
+            free_port(),
+            None,
+            buybuddy::db::embedded::Durability::Scratch,
+        )
+        .unwrap();
+        let starting = cluster.clone();
+        tokio::task::spawn_blocking(move || starting.ensure_running())
+            .await
+            .unwrap()
+            .unwrap();
+        db::create_database(&cluster, "buybuddy").await.unwrap();
+        let url = cluster.url("buybuddy").unwrap();
+        let pool = db::connect(&url, 1, &[]).await.unwrap();
+        db::schema::migrate(&pool).await.unwrap();
+        pool.close().await;
+        Self { cluster, url }
+    }
+
+    async fn up(&self) {
+        let cluster = self.cluster.clone();
+        tokio::task::spawn_blocking(move || cluster.ensure_running())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    async fn down(&self) {
+        let cluster = self.cluster.clone();
+        tokio::task::spawn_blocking(move || cluster.stop())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Completed jobs, or None while the database is unreachable.
+    async fn completed(&self) -> Option<i64> {
+        let pool = db::connect(&self.url, 1, &[]).await.ok()?;
+        let done = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'completed'")
+            .fetch_one(&pool)
+            .await
+            .ok();
+        pool.close().await;
+        done
+    }
+
+    async fn push(&self, count: usize) {
+        let pool = db::connect(&self.url, 1, &[]).await.unwrap();
+        let jobs = (0..count).map(|_| Enqueue::from(sleep(20, 1))).collect();
+        queue::enqueue(&pool, DEFAULT_QUEUE, jobs).await.unwrap();
+        pool.close().await;
+    }
+
+    async fn wait_for_completed(&self, count: i64, limit: Duration) {
+        eventually(limit, &format!("{count} completed jobs"), || async {
+            self.completed().await.filter(|&n| n >= count)
+        })
+        .await;
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = self.cluster.stop();
+    }
+}
+
+#[tokio::test]
+async fn worker_recovers_when_postgres_restarts_under_it_and_drains_the_queue() {
+    let pg = OwnCluster::start().await;
+    // A short connection wait: an outage makes the worker's queue calls fail soon.
+    let worker = Process::worker(
+        &pg.url,
+        &["--concurrency", "4", "--db-acquire-timeout", "1s"],
+    );
+
+    // Restart while jobs are in flight.
+    pg.push(300).await;
+    pg.wait_for_completed(20, Duration::from_secs(20)).await;
+    pg.down().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    pg.up().await;
+    pg.wait_for_completed(300, Duration::from_secs(60)).await;
+
+    // Restart while the worker is idle: its polls fail, it restarts, and takes
+    // new work once the database is back.
+    pg.down().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    pg.up().await;
+    pg.push(50).await;
+    pg.wait_for_completed(350, Duration::from_secs(60)).await;
+
+    let log = worker.output();
+    assert!(
+        log.contains("worker stopped; restarting in"),
+        "no restart in:\n{log}"
+    );
+    let pool = db::connect(&pg.url, 1, &[]).await.unwrap();
+    let unfinished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status <> 'completed'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(unfinished, 0);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn hung_job_is_stopped_by_its_kind_timeout() {
+    let db = TestDb::with_settings(&test_backoff(Duration::from_millis(100))).await;
+    let id = push(&db.pool, sleep(60_000, 1), Some(2)).await;
+    let mut config = worker_config();
+    config
+        .timeouts
+        .insert("sleep".into(), Duration::from_millis(300));
+    let worker = InProcessWorker::start(&db.pool, config);
+    wait_for_status(&db.pool, id, "failed", Duration::from_secs(10)).await;
+    worker.stop().await;
+    let job = db::jobs::get(&db.pool, id).await.unwrap().unwrap();
+    assert_eq!(job.attempts, 2);
+    assert_eq!(job.error_message.as_deref(), Some("timed out after 300 ms"));
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_in_flight_job_finish() {
+    let db = TestDb::new().await;
+    let id = push(&db.pool, sleep(1_500, 3), None).await;
+    let mut worker = Process::worker(&db.url, &["--shutdown-grace", "10s"]);
+    wait_for_status(&db.pool, id, "running", Duration::from_secs(15)).await;
+    worker.signal(Signal::SIGTERM);
+    let exit = worker.wait(Duration::from_secs(10)).await;
+    assert!(exit.success(), "{exit:?}\n{}", worker.output());
+    assert_eq!(status(&db.pool, id).await, "completed");
+}
+
+#[tokio::test]
+async fn sigterm_returns_an_unfinished_job_to_the_queue_after_the_grace_period() {
+    let db = TestDb::new().await;
+    let id = push(&db.pool, sleep(60_000, 60), None).await;
+    let mut worker = Process::worker(&db.url, &["--shutdown-grace", "500ms"]);
+    wait_for_status(&db.pool, id, "running", Duration::from_secs(15)).await;
+    let signalled = Instant::now();
+    worker.signal(Signal::SIGTERM);
+    let exit = worker.wait(Duration::from_secs(10)).await;
+    println!("worker exited {:?} after SIGTERM", signalled.elapsed());
+    assert!(exit.success(), "{exit:?}\n{}", worker.output());
+
+    let job = db::jobs::get(&db.pool, id).await.unwrap().unwrap();
+    assert_eq!(job.status, "queued");
+    // Not the job's fault: the attempt is not counted.
+    assert_eq!(task_state(&db.pool, id).await, ("Pending".to_owned(), 0));
+    let events = event_messages(&db.pool, id).await;
+    assert!(
+        events.last().unwrap().contains("went back to the queue"),
+        "{events:?}"
+    );
+
+    // And it runs again on the next worker.
+    let next = InProcessWorker::start(&db.pool, worker_config());
+    wait_for_status(&db.pool, id, "running", Duration::from_secs(10)).await;
+    assert_eq!(
+        db::jobs::cancel(&db.pool, id).await.unwrap(),
+        Cancel::Requested
+    );
+    wait_for_status(&db.pool, id, "cancelled", Duration::from_secs(10)).await;
+    next.stop().await;
+}
+
+#[tokio::test]
+async fn idle_worker_is_woken_by_notify_instead_of_waiting_for_its_poll() {
+    let db = TestDb::new().await;
+    let mut config = worker_config();
+    config.poll_interval = Duration::from_secs(30);
+    let worker = InProcessWorker::start(&db.pool, config);
+    // Let the worker register and go idle, past its first empty fetch.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pushed = Instant::now();
+    let id = push(&db.pool, JobSpec::Noop(Noop {}), None).await;
+    wait_for_status(&db.pool, id, "completed", Duration::from_secs(5)).await;
+    println!(
+        "picked up and completed {:?} after the push",
+        pushed.elapsed()
+    );
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn cancelled_queued_job_never_runs() {
+    let db = TestDb::new().await;
+    let id = push(&db.pool, sleep(100, 1), None).await;
+    assert_eq!(
+        db::jobs::cancel(&db.pool, id).await.unwrap(),
+        Cancel::Cancelled
+    );
+    assert_eq!(status(&db.pool, id).await, "cancelled");
+    assert_eq!(task_state(&db.pool, id).await, ("Killed".to_owned(), 0));
+
+    let worker = InProcessWorker::start(&db.pool, worker_config());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    worker.stop().await;
+    assert_eq!(status(&db.pool, id).await, "cancelled");
+    assert!(attempt_starts(&db.pool, id).await.is_empty());
+    assert_eq!(
+        db::jobs::cancel(&db.pool, id).await.unwrap(),
+        Cancel::AlreadyEnded("cancelled".into())
+    );
+    assert_eq!(
+        db::jobs::cancel(&db.pool, Uuid::now_v7()).await.unwrap(),
+        Cancel::NotFound
+    );
+}
+
+#[tokio::test]
+async fn cancelled_running_job_stops_at_its_next_stage() {
+    let db = TestDb::new().await;
+    let id = push(&db.pool, sleep(20_000, 100), None).await;
+    let worker = InProcessWorker::start(&db.pool, worker_config());
+    wait_for_status(&db.pool, id, "running", Duration::from_secs(10)).await;
+    let asked = Instant::now();
+    assert_eq!(
+        db::jobs::cancel(&db.pool, id).await.unwrap(),
+        Cancel::Requested
+    );
+    wait_for_status(&db.pool, id, "cancelled", Duration::from_secs(5)).await;
+    println!("stopped {:?} after the request", asked.elapsed());
+    worker.stop().await;
+    let job = db::jobs::get(&db.pool, id).await.unwrap().unwrap();
+    assert!(job.progress < 50, "it should not have run to the end");
+    assert_eq!(task_state(&db.pool, id).await.0, "Killed");
+    assert_eq!(
+        event_messages(&db.pool, id).await.last().unwrap(),
+        "Cancelled"
+    );
+}
+
+#[tokio::test]
+async fn worker_and_server_refuse_an_unmigrated_database() {
+    let db = TestDb::unmigrated().await;
+    for command in [&["worker"][..], &["serve", "--bind", "127.0.0.1:0"][..]] {
+        let mut process = Process::spawn(&db.url, command);
+        let exit = process.wait(Duration::from_secs(20)).await;
+        assert!(!exit.success());
+        let output = process.output();
+        assert!(
+            output.contains("run `buybuddy migrate`"),
+            "{command:?}: {output}"
+        );
+    }
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("buybuddy-pg-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The server runs as `postgres` when the tests run as root: let it in.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
