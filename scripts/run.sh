@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The main job on the embedded default: installs what is needed, builds, starts
+# the embedded PostgreSQL cluster, migrates, then runs the server and one worker
+# until Ctrl-C. Safe to run again, also after a reboot.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+"$REPO_ROOT/scripts/setup.sh"
+
+step "Building buybuddy (release)"
+cargo build --release --locked --bin buybuddy
+bin="$REPO_ROOT/target/release/buybuddy"
+
+step "Database (embedded PostgreSQL cluster in .data/)"
+"$bin" db start
+"$bin" migrate
+
+step "Checking the installation"
+"$bin" doctor
+
+bind=${BUYBUDDY_BIND:-127.0.0.1:8080}
+step "Starting the server and a worker"
+pids=()
+stop() {
+	info "stopping"
+	kill -TERM "${pids[@]}" 2>/dev/null || true
+	wait "${pids[@]}" 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+"$bin" serve --bind "$bind" &
+pids+=($!)
+"$bin" worker &
+pids+=($!)
+
+# Wait for the server to answer before saying where it is.
+for _ in $(seq 1 100); do
+	curl -fsS "http://$bind/healthz" >/dev/null 2>&1 && break
+	sleep 0.1
+done
+printf '\n    Buybuddy is running: http://%s\n' "$bind"
+printf '    Database: %s\n' "$("$bin" db status)"
+printf '    Queue a test job:   %s jobs push sleep millis=3000 steps=6\n' "$bin"
+printf '    Stop with Ctrl-C.\n\n'
+wait -n "${pids[@]}"
