@@ -17,3 +17,19 @@ pub async fn keep_alive(
     .await?;
     Ok(done.rows_affected())
 }
+
+/// Registers a worker with the current time. apalis registers workers itself,
+/// but with `last_seen` truncated to the second, which can make a worker that just
+/// started look up to a second stale; its registration then only refreshes this row.
+pub async fn register(db: impl PgExecutor<'_>, queue: &str, name: &str) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen)
+         VALUES ($1, $2, 'PgStorage', '', now())
+         ON CONFLICT (id) DO UPDATE SET last_seen = now()",
+        name,
+        queue
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

@@ -112,7 +112,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let runtime = Arc::new(Runtime {
         pool: pool.clone(),
-        ledger: Ledger::spawn(pool.clone()),
+        ledger: Ledger::spawn(&pool),
         timeouts: config.timeouts.clone(),
         settings: Arc::new(config.settings.clone()),
     });
@@ -184,6 +184,9 @@ async fn drive(
     shutdown: &CancellationToken,
     names: &[String],
 ) -> Ended {
+    if let Err(error) = db::workers::register(pool, &config.queue, ctx.name()).await {
+        return Ended::Failed(format!("registering the worker: {error}"));
+    }
     let heartbeat = heartbeat_interval(config.dead_worker_after);
     let storage = PostgresStorage::<Value>::new(pool).with_config(
         Config::default()
@@ -337,6 +340,7 @@ async fn handle(
             output,
             started_at,
             at: Utc::now(),
+            with_start: false,
         })
         .await?;
     if !recorded {
