@@ -24,7 +24,10 @@ CREATE TABLE jobs (
     started_at          timestamptz,
     completed_at        timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
-    updated_at          timestamptz NOT NULL DEFAULT now()
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    -- A job is unfinished exactly while it has no completion time.
+    CONSTRAINT jobs_completed_when_ended
+        CHECK ((status IN ('queued', 'running')) = (completed_at IS NULL))
 );
 
 CREATE TRIGGER jobs_updated_at BEFORE UPDATE ON jobs

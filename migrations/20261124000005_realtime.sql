@@ -1,45 +1,53 @@
 -- Every change to a job, a job's event log or a product is announced on the
 -- `buybuddy_events` channel in the same transaction, whoever makes it: the server
--- LISTENs and pushes the changes to browsers.
-CREATE FUNCTION notify_job_change() RETURNS trigger
+-- LISTENs and pushes the changes to browsers. One notification per changed row,
+-- sent by statement-level triggers so that batch writes pay one function call.
+CREATE FUNCTION notify_job_changes() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    changed jobs := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
 BEGIN
     PERFORM pg_notify('buybuddy_events', json_build_object(
-        'topic', 'job', 'op', lower(TG_OP), 'id', changed.id, 'kind', changed.kind,
-        'status', changed.status, 'progress', changed.progress, 'stage', changed.stage)::text);
+        'topic', 'job', 'op', lower(TG_OP), 'id', c.id, 'kind', c.kind,
+        'status', c.status, 'progress', c.progress, 'stage', c.stage)::text)
+    FROM changed c;
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER jobs_notify AFTER INSERT OR UPDATE OR DELETE ON jobs
-    FOR EACH ROW EXECUTE FUNCTION notify_job_change();
+CREATE TRIGGER jobs_notify_insert AFTER INSERT ON jobs
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION notify_job_changes();
+CREATE TRIGGER jobs_notify_update AFTER UPDATE ON jobs
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION notify_job_changes();
+CREATE TRIGGER jobs_notify_delete AFTER DELETE ON jobs
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION notify_job_changes();
 
-CREATE FUNCTION notify_job_event() RETURNS trigger
+CREATE FUNCTION notify_job_events() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('buybuddy_events', json_build_object(
-        'topic', 'job_event', 'op', 'insert', 'id', NEW.id, 'job_id', NEW.job_id,
-        'level', NEW.level, 'stage', NEW.stage)::text);
+        'topic', 'job_event', 'op', 'insert', 'id', e.id, 'job_id', e.job_id,
+        'level', e.level, 'stage', e.stage)::text)
+    FROM added e;
     RETURN NULL;
 END
 $$;
 
 CREATE TRIGGER job_events_notify AFTER INSERT ON job_events
-    FOR EACH ROW EXECUTE FUNCTION notify_job_event();
+    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION notify_job_events();
 
-CREATE FUNCTION notify_product_change() RETURNS trigger
+CREATE FUNCTION notify_product_changes() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    changed products := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
 BEGIN
     PERFORM pg_notify('buybuddy_events', json_build_object(
-        'topic', 'product', 'op', lower(TG_OP), 'id', changed.id, 'barcode', changed.barcode,
-        'status', changed.status)::text);
+        'topic', 'product', 'op', lower(TG_OP), 'id', c.id, 'barcode', c.barcode,
+        'status', c.status)::text)
+    FROM changed c;
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER products_notify AFTER INSERT OR UPDATE OR DELETE ON products
-    FOR EACH ROW EXECUTE FUNCTION notify_product_change();
+CREATE TRIGGER products_notify_insert AFTER INSERT ON products
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION notify_product_changes();
+CREATE TRIGGER products_notify_update AFTER UPDATE ON products
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION notify_product_changes();
+CREATE TRIGGER products_notify_delete AFTER DELETE ON products
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION notify_product_changes();

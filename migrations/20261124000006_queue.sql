@@ -75,3 +75,9 @@ CREATE TRIGGER buybuddy_requeue BEFORE UPDATE ON apalis.jobs
     WHEN (OLD.status IN ('Queued', 'Running') AND NEW.status = 'Pending'
           AND NEW.lock_by IS NULL AND NEW.attempts > OLD.attempts)
     EXECUTE FUNCTION buybuddy_on_requeue();
+
+-- apalis keeps two indexes twice: `unique_job_id` duplicates the primary key and
+-- `lidx` duplicates `idx_apalis_jobs_lock_by`. Every task is written three times
+-- (pushed, claimed, acknowledged), each time into every index: drop the twins.
+DROP INDEX IF EXISTS apalis.unique_job_id;
+DROP INDEX IF EXISTS apalis.lidx;

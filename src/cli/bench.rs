@@ -196,7 +196,8 @@ async fn wait_until_completed(pool: &PgPool, expected: i64, limit: Duration) -> 
         if Instant::now() > deadline {
             bail!("only {done} of {expected} jobs completed in {limit:?}");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Rarely: this process shares the machine with what it measures.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -151,6 +151,9 @@ pub struct Finished {
     pub output: Value,
     pub started_at: DateTime<Utc>,
     pub at: DateTime<Utc>,
+    /// The attempt's start is written in the same statement: one event line
+    /// (naming the worker) tells both.
+    pub with_start: bool,
 }
 
 /// Records attempt starts and ends in one statement: the queue tasks are
@@ -175,24 +178,29 @@ pub async fn record_attempts(
     let f_outputs: Vec<Value> = finished.iter().map(|f| f.output.clone()).collect();
     let f_started: Vec<DateTime<Utc>> = finished.iter().map(|f| f.started_at).collect();
     let f_at: Vec<DateTime<Utc>> = finished.iter().map(|f| f.at).collect();
+    let f_with_start: Vec<bool> = finished.iter().map(|f| f.with_start).collect();
     sqlx::query_scalar!(
         r#"
         WITH starts AS (
             SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::timestamptz[], $5::bool[])
                 AS s (task_id, attempt, worker, at, finishing)
         ),
+        -- Every join below is a batch against a table through a unique index; the
+        -- batches are never joined to each other, so no plan can turn quadratic.
         start_events AS (
             INSERT INTO job_events (job_id, at, level, message)
             SELECT j.id, s.at, 'info',
                    format('Attempt %s of %s started on %s', s.attempt, j.max_attempts, s.worker)
             FROM starts s JOIN jobs j ON j.task_id = s.task_id
+            WHERE NOT s.finishing
         ),
         running AS (
             UPDATE jobs j
             SET status = 'running', attempts = s.attempt, worker = s.worker, started_at = s.at,
                 next_attempt_at = NULL
             FROM starts s
-            WHERE j.task_id = s.task_id AND NOT s.finishing AND j.status IN ('queued', 'running')
+            -- unfinished (see jobs_completed_when_ended); a late start never reopens a job
+            WHERE j.task_id = s.task_id AND NOT s.finishing AND j.completed_at IS NULL
         ),
         finishes AS (
             SELECT f.*,
@@ -200,8 +208,8 @@ pub async fn record_attempts(
                    CASE WHEN f.ending = 'retry' AND j.cancel_requested_at IS NOT NULL
                         THEN 'cancelled' ELSE f.ending END AS result
             FROM unnest($6::text[], $7::text[], $8::int4[], $9::text[], $10::text[],
-                        $11::jsonb[], $12::timestamptz[], $13::timestamptz[])
-                AS f (task_id, worker, attempt, ending, error, output, started_at, at)
+                        $11::jsonb[], $12::timestamptz[], $13::timestamptz[], $14::bool[])
+                AS f (task_id, worker, attempt, ending, error, output, started_at, at, with_start)
             JOIN jobs j ON j.task_id = f.task_id
         ),
         acked AS (
@@ -220,45 +228,46 @@ pub async fn record_attempts(
                               ELSE a.run_at END
             FROM finishes f
             WHERE a.id = f.task_id AND a.lock_by = f.worker AND a.status IN ('Queued', 'Running')
-            RETURNING a.id, a.run_at
+            RETURNING a.id, a.run_at, f.worker, f.attempt, f.result, f.error, f.output,
+                      f.started_at, f.at, f.with_start
         ),
         done AS (
             UPDATE jobs j
-            SET status = CASE f.result WHEN 'retry' THEN 'queued' ELSE f.result END,
-                attempts = f.attempt,
-                worker = f.worker,
-                started_at = f.started_at,
-                progress = CASE f.result WHEN 'completed' THEN 100
+            SET status = CASE k.result WHEN 'retry' THEN 'queued' ELSE k.result END,
+                attempts = k.attempt,
+                worker = k.worker,
+                started_at = k.started_at,
+                progress = CASE k.result WHEN 'completed' THEN 100
                                          WHEN 'retry' THEN 0
                                          ELSE j.progress END,
-                output = CASE WHEN f.result = 'completed' THEN nullif(f.output, 'null'::jsonb)
+                output = CASE WHEN k.result = 'completed' THEN nullif(k.output, 'null'::jsonb)
                               ELSE j.output END,
-                error_message = CASE WHEN f.result = 'completed' THEN NULL ELSE f.error END,
-                next_attempt_at = CASE WHEN f.result = 'retry' THEN acked.run_at END,
-                completed_at = CASE WHEN f.result = 'retry' THEN NULL ELSE f.at END
-            FROM finishes f JOIN acked ON acked.id = f.task_id
-            WHERE j.task_id = f.task_id
-            RETURNING j.id, j.task_id, j.stage, j.max_attempts
+                error_message = CASE WHEN k.result = 'completed' THEN NULL ELSE k.error END,
+                next_attempt_at = CASE WHEN k.result = 'retry' THEN k.run_at END,
+                completed_at = CASE WHEN k.result = 'retry' THEN NULL ELSE k.at END
+            FROM acked k
+            WHERE j.task_id = k.id
+            RETURNING j.id, j.stage, j.max_attempts, k.run_at, k.worker, k.attempt, k.result,
+                      k.error, k.started_at, k.at, k.with_start
         ),
         done_events AS (
             INSERT INTO job_events (job_id, at, level, stage, message)
-            SELECT d.id, f.at,
-                   CASE f.result WHEN 'completed' THEN 'info' WHEN 'failed' THEN 'error' ELSE 'warn' END,
+            SELECT d.id, d.at,
+                   CASE d.result WHEN 'completed' THEN 'info' WHEN 'failed' THEN 'error' ELSE 'warn' END,
                    d.stage,
-                   CASE f.result
-                       WHEN 'completed' THEN format('Completed in %s',
-                           CASE WHEN f.at - f.started_at < interval '1 second'
-                                THEN round(extract(epoch FROM f.at - f.started_at)::numeric * 1000, 1) || ' ms'
-                                ELSE round(extract(epoch FROM f.at - f.started_at)::numeric, 2) || ' s' END)
-                       WHEN 'retry' THEN format('Attempt %s of %s failed: %s; retrying in %s s',
-                           f.attempt, d.max_attempts, f.error,
-                           round(extract(epoch FROM acked.run_at - now())::numeric, 1))
-                       WHEN 'cancelled' THEN 'Cancelled'
-                       ELSE format('Failed: %s', f.error)
-                   END
+                   format('Attempt %s of %s%s %s', d.attempt, d.max_attempts,
+                       CASE WHEN d.with_start THEN ' on ' || d.worker ELSE '' END,
+                       CASE d.result
+                           WHEN 'completed' THEN 'completed in ' ||
+                               CASE WHEN d.at - d.started_at < interval '1 second'
+                                    THEN round(extract(epoch FROM d.at - d.started_at)::numeric * 1000, 1) || ' ms'
+                                    ELSE round(extract(epoch FROM d.at - d.started_at)::numeric, 2) || ' s' END
+                           WHEN 'retry' THEN format('failed: %s; retrying in %s s', d.error,
+                               round(extract(epoch FROM d.run_at - now())::numeric, 1))
+                           WHEN 'cancelled' THEN 'was cancelled'
+                           ELSE format('failed: %s', d.error)
+                       END)
             FROM done d
-            JOIN finishes f ON f.task_id = d.task_id
-            JOIN acked ON acked.id = d.task_id
         )
         SELECT id AS "task_id!" FROM acked
         "#,
@@ -275,6 +284,7 @@ pub async fn record_attempts(
         &f_outputs,
         &f_started,
         &f_at,
+        &f_with_start,
     )
     .fetch_all(db)
     .await

@@ -6,7 +6,7 @@
 use std::{collections::HashSet, time::Duration};
 
 use buybuddy_worker::retry::Backoff;
-use sqlx::PgPool;
+use sqlx::{PgPool, postgres::PgPoolOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::jobs::{self, Finished, Started};
@@ -31,11 +31,20 @@ pub struct Ledger {
 pub struct Stopped;
 
 impl Ledger {
-    /// Starts the writer task. It runs until every handle is dropped and all
-    /// entries are written.
-    pub fn spawn(pool: PgPool) -> Self {
+    /// Starts the writer task on connections of its own. It runs until every
+    /// handle is dropped and all entries are written.
+    pub fn spawn(pool: &PgPool) -> Self {
+        // The batch statement's estimates never depend on its (array) parameters:
+        // a generic plan spares planning it again for every batch.
+        let options = (*pool.connect_options())
+            .clone()
+            .options([("plan_cache_mode", "force_generic_plan")]);
+        let own = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(pool.options().get_acquire_timeout())
+            .connect_lazy_with(options);
         let (sender, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(pool, receiver));
+        tokio::spawn(write_batches(own, receiver));
         Self { sender }
     }
 
@@ -71,9 +80,17 @@ async fn write_batches(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Entry
                 }
             }
         }
-        let ending: HashSet<&str> = finished.iter().map(|f| f.task_id.as_str()).collect();
+        // An attempt that starts and ends within one batch is written once.
+        let ending: HashSet<String> = finished.iter().map(|f| f.task_id.clone()).collect();
+        let mut starting = HashSet::new();
         for s in &mut started {
-            s.finishing = ending.contains(s.task_id.as_str());
+            s.finishing = ending.contains(&s.task_id);
+            if s.finishing {
+                starting.insert(s.task_id.clone());
+            }
+        }
+        for f in &mut finished {
+            f.with_start = starting.contains(&f.task_id);
         }
 
         let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
