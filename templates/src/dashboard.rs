@@ -48,9 +48,12 @@ pub fn page(view: &Dashboard) -> Markup {
                 h2 { "Products" }
                 (render_counts(&view.products, "No products yet: process a video to add one."))
             }
-            // Reloads itself (at most once a second) whenever a job changes.
+            // Reloads itself when jobs change: at most once a second while changes
+            // stream in (throttle), and once more after they stop (delay), so the
+            // last state is always shown.
             div sse-connect=(format!("{}?topic=jobs", paths::EVENTS)) {
-                div hx-get=(paths::DASHBOARD_JOBS) hx-trigger="sse:job throttle:1s, sse:resync"
+                div hx-get=(paths::DASHBOARD_JOBS)
+                    hx-trigger="sse:job throttle:1s, sse:job delay:300ms, sse:resync"
                     hx-swap="innerHTML" {
                     (render_jobs_panel(&view.jobs))
                 }
@@ -70,7 +73,8 @@ pub fn render_jobs_panel(panel: &JobsPanel) -> Markup {
                     tbody {
                         @for job in &panel.latest {
                             tr data-status=(job.status) {
-                                td { code { (job.id.get(..8).unwrap_or(&job.id)) } }
+                                // The tail: a UUIDv7 starts with its timestamp.
+                                td { code title=(job.id) { (job.id.get(job.id.len().saturating_sub(8)..).unwrap_or(&job.id)) } }
                                 td { (job.kind) }
                                 td { (job.barcode.as_deref().unwrap_or("—")) }
                                 td {
