@@ -17,15 +17,28 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+async fn get(server: &TestServer, path: &str) -> reqwest::Response {
+    client()
+        .get(format!("{}{path}", server.base))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn post(server: &TestServer, path: &str, body: Option<Value>) -> reqwest::Response {
+    let request = client().post(format!("{}{path}", server.base));
+    let request = match body {
+        Some(body) => request.json(&body),
+        None => request,
+    };
+    request.send().await.unwrap()
+}
+
 #[tokio::test]
 async fn health_is_ok_while_the_database_answers_and_503_when_it_does_not() {
     let db = TestDb::new().await;
     let server = TestServer::start(&db.pool).await;
-    let response = client()
-        .get(format!("{}/healthz", server.base))
-        .send()
-        .await
-        .unwrap();
+    let response = get(&server, "/healthz").await;
     assert_eq!(response.status(), 200);
 
     // A pool pointing at a port where nothing listens.
@@ -34,11 +47,7 @@ async fn health_is_ok_while_the_database_answers_and_503_when_it_does_not() {
         .connect_lazy("postgres://nobody:x@127.0.0.1:9/none")
         .unwrap();
     let server = TestServer::start(&dead).await;
-    let response = client()
-        .get(format!("{}/healthz", server.base))
-        .send()
-        .await
-        .unwrap();
+    let response = get(&server, "/healthz").await;
     assert_eq!(response.status(), 503);
 }
 
@@ -46,7 +55,7 @@ async fn health_is_ok_while_the_database_answers_and_503_when_it_does_not() {
 async fn dashboard_renders_on_an_empty_database_and_lists_jobs_once_there_are_some() {
     let db = TestDb::new().await;
     let server = TestServer::start(&db.pool).await;
-    let page = client().get(&server.base).send().await.unwrap();
+    let page = get(&server, "/").await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("No products yet"), "{html}");
@@ -81,11 +90,7 @@ async fn errors_are_a_page_a_fragment_or_json_depending_on_who_asks() {
     let db = TestDb::new().await;
     let server = TestServer::start(&db.pool).await;
 
-    let page = client()
-        .get(format!("{}/nowhere", server.base))
-        .send()
-        .await
-        .unwrap();
+    let page = get(&server, "/nowhere").await;
     assert_eq!(page.status(), 404);
     let html = page.text().await.unwrap();
     assert!(
@@ -105,11 +110,7 @@ async fn errors_are_a_page_a_fragment_or_json_depending_on_who_asks() {
         "{html}"
     );
 
-    let api = client()
-        .get(format!("{}/api/jobs/not-a-uuid", server.base))
-        .send()
-        .await
-        .unwrap();
+    let api = get(&server, "/api/jobs/not-a-uuid").await;
     assert_eq!(api.status(), 400);
     let body: Value = api.json().await.unwrap();
     assert_eq!(body["error"]["status"], 400);
@@ -128,11 +129,7 @@ async fn static_assets_come_from_the_binary() {
         ("htmx-sse.min.js", "text/javascript"),
         ("app.css", "text/css"),
     ] {
-        let response = client()
-            .get(format!("{}/static/{name}", server.base))
-            .send()
-            .await
-            .unwrap();
+        let response = get(&server, "/static/{name}").await;
         assert_eq!(response.status(), 200, "{name}");
         assert_eq!(response.headers()["content-type"], kind);
         assert!(
@@ -140,11 +137,7 @@ async fn static_assets_come_from_the_binary() {
             "{name} is empty"
         );
     }
-    let missing = client()
-        .get(format!("{}/static/nothing.js", server.base))
-        .send()
-        .await
-        .unwrap();
+    let missing = get(&server, "/static/nothing.js").await;
     assert_eq!(missing.status(), 404);
 }
 
@@ -152,52 +145,33 @@ async fn static_assets_come_from_the_binary() {
 async fn jobs_can_be_created_read_and_cancelled_through_the_api() {
     let db = TestDb::new().await;
     let server = TestServer::start(&db.pool).await;
-    let created = client()
-        .post(format!("{}/api/jobs", server.base))
-        .json(&json!({ "kind": "sleep", "millis": 100, "max_attempts": 2 }))
-        .send()
-        .await
-        .unwrap();
+    let created = post(
+        &server,
+        "/api/jobs",
+        Some(json!({ "kind": "sleep", "millis": 100, "max_attempts": 2 })),
+    )
+    .await;
     assert_eq!(created.status(), 201);
     let id = created.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
 
-    let shown: Value = client()
-        .get(format!("{}/api/jobs/{id}", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown: Value = get(&server, "/api/jobs/{id}").await.json().await.unwrap();
     assert_eq!(shown["job"]["kind"], "sleep");
     assert_eq!(shown["job"]["status"], "queued");
     assert_eq!(shown["job"]["max_attempts"], 2);
 
-    let cancelled: Value = client()
-        .post(format!("{}/api/jobs/{id}/cancel", server.base))
-        .send()
+    let cancelled: Value = post(&server, &format!("/api/jobs/{id}/cancel"), None)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(cancelled["result"], "cancelled");
-    let again = client()
-        .post(format!("{}/api/jobs/{id}/cancel", server.base))
-        .send()
-        .await
-        .unwrap();
+    let again = post(&server, &format!("/api/jobs/{id}/cancel"), None).await;
     assert_eq!(again.status(), 409);
 
-    let unknown = client()
-        .post(format!("{}/api/jobs", server.base))
-        .json(&json!({ "kind": "teleport" }))
-        .send()
-        .await
-        .unwrap();
+    let unknown = post(&server, "/api/jobs", Some(json!({ "kind": "teleport" }))).await;
     assert_eq!(unknown.status(), 400);
     let body: Value = unknown.json().await.unwrap();
     assert!(
