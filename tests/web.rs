@@ -129,7 +129,7 @@ async fn static_assets_come_from_the_binary() {
         ("htmx-sse.min.js", "text/javascript"),
         ("app.css", "text/css"),
     ] {
-        let response = get(&server, "/static/{name}").await;
+        let response = get(&server, &format!("/static/{name}")).await;
         assert_eq!(response.status(), 200, "{name}");
         assert_eq!(response.headers()["content-type"], kind);
         assert!(
@@ -157,7 +157,11 @@ async fn jobs_can_be_created_read_and_cancelled_through_the_api() {
         .unwrap()
         .to_owned();
 
-    let shown: Value = get(&server, "/api/jobs/{id}").await.json().await.unwrap();
+    let shown: Value = get(&server, &format!("/api/jobs/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(shown["job"]["kind"], "sleep");
     assert_eq!(shown["job"]["status"], "queued");
     assert_eq!(shown["job"]["max_attempts"], 2);
