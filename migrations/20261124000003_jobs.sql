@@ -1,5 +1,6 @@
--- Jobs as people see them. The queue itself (apalis) lives in the `apalis` schema;
--- `task_id` links a job to its queue task.
+-- Jobs as people see them, and their record once done. The queue itself (apalis)
+-- lives in the `apalis` schema; `task_id` links a job to its queue task, which
+-- exists until the job completes.
 CREATE TABLE jobs (
     id                  uuid PRIMARY KEY,
     kind                text NOT NULL,

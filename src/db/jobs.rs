@@ -212,24 +212,36 @@ pub async fn record_attempts(
                 AS f (task_id, worker, attempt, ending, error, output, started_at, at, with_start)
             JOIN jobs j ON j.task_id = f.task_id
         ),
-        acked AS (
+        -- A completed task leaves the queue: the job row is its record. Deleting
+        -- writes no new row version and no index entries, unlike an update.
+        removed AS (
+            DELETE FROM apalis.jobs a
+            USING finishes f
+            WHERE a.id = f.task_id AND f.result = 'completed'
+              AND a.lock_by = f.worker AND a.status IN ('Queued', 'Running')
+            RETURNING a.id, a.run_at, f.worker, f.attempt, f.result, f.error, f.output,
+                      f.started_at, f.at, f.with_start
+        ),
+        kept AS (
             UPDATE apalis.jobs a
-            SET status = CASE WHEN f.result = 'completed' THEN 'Done'
-                              WHEN f.result = 'retry' THEN 'Failed'
+            SET status = CASE WHEN f.result = 'retry' THEN 'Failed'
                               -- out of attempts: 'Failed'; failed for good earlier: 'Killed',
                               -- which the queue never picks up again either
                               WHEN f.result = 'failed' AND f.attempt >= a.max_attempts THEN 'Failed'
                               ELSE 'Killed' END,
                 attempts = f.attempt,
-                last_result = CASE WHEN f.result = 'completed' THEN jsonb_build_object('Ok', f.output)
-                                   ELSE jsonb_build_object('Err', coalesce(f.error, f.result)) END,
+                last_result = jsonb_build_object('Err', coalesce(f.error, f.result)),
                 done_at = f.at,
                 run_at = CASE WHEN f.result = 'retry' THEN now() + buybuddy_retry_delay(f.attempt)
                               ELSE a.run_at END
             FROM finishes f
-            WHERE a.id = f.task_id AND a.lock_by = f.worker AND a.status IN ('Queued', 'Running')
+            WHERE a.id = f.task_id AND f.result <> 'completed'
+              AND a.lock_by = f.worker AND a.status IN ('Queued', 'Running')
             RETURNING a.id, a.run_at, f.worker, f.attempt, f.result, f.error, f.output,
                       f.started_at, f.at, f.with_start
+        ),
+        acked AS (
+            SELECT * FROM removed UNION ALL SELECT * FROM kept
         ),
         done AS (
             UPDATE jobs j

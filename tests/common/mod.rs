@@ -255,11 +255,19 @@ pub async fn event_messages(pool: &PgPool, id: Uuid) -> Vec<String> {
 
 /// The queue task behind a job: (status, attempts).
 pub async fn task_state(pool: &PgPool, id: Uuid) -> (String, i32) {
+    queue_task(pool, id)
+        .await
+        .unwrap_or_else(|| panic!("job {id} has no queue task"))
+}
+
+/// The queue task behind a job, if the queue still holds it (completed tasks
+/// leave the queue).
+pub async fn queue_task(pool: &PgPool, id: Uuid) -> Option<(String, i32)> {
     sqlx::query_as(
         "SELECT a.status, a.attempts FROM apalis.jobs a JOIN jobs j ON j.task_id = a.id WHERE j.id = $1",
     )
     .bind(id)
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await
     .unwrap()
 }
