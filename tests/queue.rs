@@ -622,3 +622,48 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+#[tokio::test]
+async fn job_context_records_stage_progress_and_events_and_sees_a_cancel_request() {
+    use buybuddy::jobs::{JobContext, JobError, context::Level};
+    let db = TestDb::new().await;
+    let id = push(&db.pool, sleep(1, 1), None).await;
+    let ctx = JobContext::new(db.pool.clone(), id, 1, 5, Default::default());
+
+    ctx.stage("decode", 10, "Decoding 24 frames").await.unwrap();
+    ctx.progress(35).await.unwrap();
+    ctx.event(Level::Warn, "frame 7 is blurry").await.unwrap();
+    let job = db::jobs::get(&db.pool, id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.status.as_str(), job.stage.as_deref(), job.progress),
+        ("running", Some("decode"), 35)
+    );
+    let events = db::job_events::for_job(&db.pool, id).await.unwrap();
+    let lines: Vec<(&str, Option<&str>, &str)> = events
+        .iter()
+        .map(|e| (e.level.as_str(), e.stage.as_deref(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("info", Some("decode"), "Decoding 24 frames"),
+            ("warn", None, "frame 7 is blurry")
+        ]
+    );
+
+    // Claimed by a worker (not cancellable outright): the next report says stop.
+    sqlx::query("UPDATE apalis.jobs SET status = 'Queued' WHERE id = (SELECT task_id FROM jobs WHERE id = $1)")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        db::jobs::cancel(&db.pool, id).await.unwrap(),
+        Cancel::Requested
+    );
+    assert!(matches!(ctx.progress(50).await, Err(JobError::Cancelled)));
+    assert!(matches!(
+        ctx.stage("segment", 60, "Segmenting").await,
+        Err(JobError::Cancelled)
+    ));
+}
