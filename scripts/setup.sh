@@ -25,6 +25,9 @@ step "Debian packages"
 apt_install ca-certificates curl git build-essential pkg-config libclang-dev \
 	postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR postgresql-contrib \
 	postgresql-server-dev-$PG_MAJOR dpkg-dev
+# FFmpeg 5.1: the libraries the decoder links, and the CLI that encodes sample videos.
+apt_install ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
+	libswresample-dev libavfilter-dev libavdevice-dev
 # A machine may carry its own Node.js build (which bundles npm); Debian's is used otherwise.
 command -v npm >/dev/null || apt_install nodejs npm
 if [ "$WITH_TEST" = 1 ]; then

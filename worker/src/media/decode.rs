@@ -1,0 +1,422 @@
+//! Decoding with FFmpeg: an evenly spaced sample of a video's frames, upright.
+//!
+//! Two passes over the file. The first only demuxes packets to learn every
+//! frame's presentation time (cheap: nothing is decoded), which handles variable
+//! frame rates and missing durations alike. The second decodes, converts just the
+//! chosen frames to RGB, and stops as soon as it has them all.
+
+use std::{collections::VecDeque, path::Path, sync::Once};
+
+use ffmpeg::{
+    codec, format,
+    media::Type,
+    software::scaling,
+    util::{format::Pixel, frame},
+};
+use ffmpeg_next as ffmpeg;
+use image::{RgbImage, imageops};
+
+/// Why a file could not be decoded. All but `Io` are permanent: trying again
+/// gives the same answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("the file is not a video FFmpeg can read ({0})")]
+    NotAVideo(String),
+    #[error("the file has no video stream{0}")]
+    NoVideoStream(&'static str),
+    #[error("the video could not be decoded ({0})")]
+    Corrupt(String),
+    #[error("reading the video failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a video is, as far as the pipeline cares.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VideoInfo {
+    pub container: String,
+    pub codec: String,
+    /// Size of the upright frames (after rotation).
+    pub width: u32,
+    pub height: u32,
+    /// Clockwise rotation applied to make frames upright: 0, 90, 180 or 270.
+    pub rotation: u32,
+    /// Frames in the video stream.
+    pub frame_count: usize,
+    /// From the first to the last frame, in seconds.
+    pub duration_s: f64,
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Position in presentation order, from 0.
+    pub index: usize,
+    /// Presentation time in seconds from the first frame.
+    pub time_s: f64,
+    pub image: RgbImage,
+}
+
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        ffmpeg::init().expect("FFmpeg initialises");
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+    });
+}
+
+/// Decodes `count` frames spread evenly over the video (all of them when it
+/// has fewer), upright.
+pub fn sample_frames(path: &Path, count: usize) -> Result<(VideoInfo, Vec<Frame>), DecodeError> {
+    init();
+    let times = frame_times(path)?;
+    let wanted = evenly_spaced(times.timestamps.len(), count.max(1));
+    let targets: VecDeque<(usize, i64)> = wanted
+        .into_iter()
+        .map(|i| (i, times.timestamps[i]))
+        .collect();
+
+    let mut input = open(path)?;
+    let (stream_index, mut decoder, rotation, time_base) = video_decoder(&input)?;
+    let mut sampler = Sampler {
+        targets,
+        scaler: None,
+        frames: Vec::new(),
+        rotation,
+        first: times.first,
+        time_base: f64::from(time_base),
+    };
+    let mut decoded = frame::Video::empty();
+    let mut rejected = 0;
+    for (stream, packet) in input.packets() {
+        if stream.index() != stream_index {
+            continue;
+        }
+        if decoder.send_packet(&packet).is_err() {
+            rejected += 1;
+            continue;
+        }
+        while decoder.receive_frame(&mut decoded).is_ok() {
+            sampler.offer(&decoded)?;
+        }
+        if sampler.targets.is_empty() {
+            break;
+        }
+    }
+    if !sampler.targets.is_empty() {
+        let _ = decoder.send_eof();
+        while decoder.receive_frame(&mut decoded).is_ok() {
+            sampler.offer(&decoded)?;
+        }
+    }
+    let frames = sampler.frames;
+    if frames.is_empty() {
+        return Err(DecodeError::Corrupt(format!(
+            "no frame decoded ({rejected} packets rejected)"
+        )));
+    }
+
+    let (width, height) = (frames[0].image.width(), frames[0].image.height());
+    let info = VideoInfo {
+        container: times.container,
+        codec: times.codec,
+        width,
+        height,
+        rotation,
+        frame_count: times.timestamps.len(),
+        duration_s: (times.timestamps.last().copied().unwrap_or(times.first) - times.first) as f64
+            * f64::from(time_base),
+    };
+    Ok((info, frames))
+}
+
+/// Collects the wanted frames as the decoder hands frames out.
+struct Sampler {
+    /// (index, timestamp) of the frames still wanted, in presentation order.
+    targets: VecDeque<(usize, i64)>,
+    scaler: Option<scaling::Context>,
+    frames: Vec<Frame>,
+    rotation: u32,
+    first: i64,
+    time_base: f64,
+}
+
+impl Sampler {
+    /// Frames leave the decoder in presentation order: the next target takes the
+    /// first frame at or after its time.
+    fn offer(&mut self, decoded: &frame::Video) -> Result<(), DecodeError> {
+        let Some(ts) = decoded.timestamp() else {
+            return Ok(());
+        };
+        match self.targets.front() {
+            Some(&(index, target)) if ts >= target => {
+                self.targets.pop_front();
+                let image = to_rgb(decoded, &mut self.scaler)?;
+                self.frames.push(Frame {
+                    index,
+                    time_s: (target - self.first) as f64 * self.time_base,
+                    image: upright(image, self.rotation),
+                });
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Decodes every frame without converting it, like `ffmpeg -i clip -f null -`;
+/// returns how many frames came out. For measuring the decoder.
+pub fn decode_all(path: &Path) -> Result<usize, DecodeError> {
+    init();
+    let mut input = open(path)?;
+    let (stream_index, mut decoder, _, _) = video_decoder(&input)?;
+    let mut decoded = frame::Video::empty();
+    let mut count = 0;
+    for (stream, packet) in input.packets() {
+        if stream.index() == stream_index && decoder.send_packet(&packet).is_ok() {
+            while decoder.receive_frame(&mut decoded).is_ok() {
+                count += 1;
+            }
+        }
+    }
+    let _ = decoder.send_eof();
+    while decoder.receive_frame(&mut decoded).is_ok() {
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Indices of `count` items spread evenly over `total`, first and last included.
+pub fn evenly_spaced(total: usize, count: usize) -> Vec<usize> {
+    if total == 0 {
+        return Vec::new();
+    }
+    if count >= total {
+        return (0..total).collect();
+    }
+    if count == 1 {
+        return vec![total / 2];
+    }
+    (0..count)
+        .map(|i| (i * (total - 1) + (count - 1) / 2) / (count - 1))
+        .collect()
+}
+
+struct FrameTimes {
+    container: String,
+    codec: String,
+    /// Presentation timestamps of all frames, ascending, in the stream's time base.
+    timestamps: Vec<i64>,
+    first: i64,
+}
+
+/// First pass: the presentation time of every frame, from the packets alone.
+fn frame_times(path: &Path) -> Result<FrameTimes, DecodeError> {
+    let mut input = open(path)?;
+    let container = input.format().name().to_owned();
+    let stream = input
+        .streams()
+        .best(Type::Video)
+        .ok_or_else(|| no_video_stream(&input))?;
+    let index = stream.index();
+    let codec = codec::context::Context::from_parameters(stream.parameters())
+        .map(|c| c.id().name().to_owned())
+        .unwrap_or_default();
+    let mut timestamps = Vec::new();
+    for (stream, packet) in input.packets() {
+        if stream.index() != index {
+            continue;
+        }
+        // Packets without a timestamp (raw streams) follow the previous one.
+        let ts = packet
+            .pts()
+            .or(packet.dts())
+            .unwrap_or_else(|| timestamps.last().map_or(0, |t| t + 1));
+        timestamps.push(ts);
+    }
+    if timestamps.is_empty() {
+        return Err(DecodeError::Corrupt(
+            "the video stream holds no frames".into(),
+        ));
+    }
+    timestamps.sort_unstable();
+    timestamps.dedup();
+    let first = timestamps[0];
+    Ok(FrameTimes {
+        container,
+        codec,
+        timestamps,
+        first,
+    })
+}
+
+fn open(path: &Path) -> Result<format::context::Input, DecodeError> {
+    let size = std::fs::metadata(path)?.len();
+    if size == 0 {
+        return Err(DecodeError::Empty);
+    }
+    format::input(&path).map_err(|e| DecodeError::NotAVideo(e.to_string()))
+}
+
+fn no_video_stream(input: &format::context::Input) -> DecodeError {
+    if input.streams().best(Type::Audio).is_some() {
+        DecodeError::NoVideoStream(" (it holds audio only)")
+    } else {
+        DecodeError::NoVideoStream("")
+    }
+}
+
+/// The video stream's index, a threaded decoder for it, its clockwise rotation
+/// and its time base.
+fn video_decoder(
+    input: &format::context::Input,
+) -> Result<(usize, ffmpeg::decoder::Video, u32, ffmpeg::Rational), DecodeError> {
+    let stream = input
+        .streams()
+        .best(Type::Video)
+        .ok_or_else(|| no_video_stream(input))?;
+    let mut context = codec::context::Context::from_parameters(stream.parameters())
+        .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+    context.set_threading(codec::threading::Config {
+        kind: codec::threading::Type::Frame,
+        count: 0,
+        ..Default::default()
+    });
+    let decoder = context
+        .decoder()
+        .video()
+        .map_err(|e| DecodeError::Corrupt(format!("no decoder for this codec: {e}")))?;
+    Ok((
+        stream.index(),
+        decoder,
+        rotation(&stream),
+        stream.time_base(),
+    ))
+}
+
+/// Clockwise degrees to turn the decoded picture to show it as meant, from the
+/// display matrix (or the older `rotate` tag), rounded to a quarter turn.
+fn rotation(stream: &ffmpeg::format::stream::Stream) -> u32 {
+    let from_matrix = stream.side_data().find_map(|side| {
+        (side.kind() == codec::packet::side_data::Type::DisplayMatrix)
+            .then(|| display_matrix_rotation(side.data()))
+            .flatten()
+    });
+    let degrees = from_matrix.or_else(|| {
+        stream
+            .metadata()
+            .get("rotate")
+            .and_then(|r| r.parse::<f64>().ok())
+    });
+    quarter_turns(degrees.unwrap_or(0.0))
+}
+
+/// The clockwise rotation a display matrix asks for, in degrees.
+fn display_matrix_rotation(data: &[u8]) -> Option<f64> {
+    if data.len() < 36 {
+        return None;
+    }
+    let m: Vec<f64> = data[..36]
+        .chunks_exact(4)
+        .map(|b| f64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])) / 65536.0)
+        .collect();
+    let scale0 = m[0].hypot(m[3]);
+    let scale1 = m[1].hypot(m[4]);
+    if scale0 == 0.0 || scale1 == 0.0 {
+        return None;
+    }
+    // As FFmpeg's av_display_rotation_get, negated: clockwise degrees.
+    Some((m[1] / scale1).atan2(m[0] / scale0).to_degrees())
+}
+
+fn quarter_turns(degrees: f64) -> u32 {
+    let normalised = degrees.round().rem_euclid(360.0);
+    (((normalised + 45.0) / 90.0).floor() as u32 % 4) * 90
+}
+
+fn upright(image: RgbImage, rotation: u32) -> RgbImage {
+    match rotation {
+        90 => imageops::rotate90(&image),
+        180 => imageops::rotate180(&image),
+        270 => imageops::rotate270(&image),
+        _ => image,
+    }
+}
+
+fn to_rgb(
+    decoded: &frame::Video,
+    scaler: &mut Option<scaling::Context>,
+) -> Result<RgbImage, DecodeError> {
+    let (width, height) = (decoded.width(), decoded.height());
+    let fits = scaler.as_ref().is_some_and(|s| {
+        s.input().format == decoded.format()
+            && s.input().width == width
+            && s.input().height == height
+    });
+    if !fits {
+        *scaler = Some(
+            scaling::Context::get(
+                decoded.format(),
+                width,
+                height,
+                Pixel::RGB24,
+                width,
+                height,
+                scaling::Flags::BILINEAR | scaling::Flags::ACCURATE_RND,
+            )
+            .map_err(|e| DecodeError::Corrupt(format!("cannot convert its pixels: {e}")))?,
+        );
+    }
+    let mut rgb = frame::Video::empty();
+    scaler
+        .as_mut()
+        .expect("set above")
+        .run(decoded, &mut rgb)
+        .map_err(|e| DecodeError::Corrupt(format!("cannot convert its pixels: {e}")))?;
+    // Rows of the converted frame may be padded: copy them tight.
+    let stride = rgb.stride(0);
+    let row = width as usize * 3;
+    let data = rgb.data(0);
+    let mut pixels = Vec::with_capacity(row * height as usize);
+    for y in 0..height as usize {
+        pixels.extend_from_slice(&data[y * stride..y * stride + row]);
+    }
+    Ok(RgbImage::from_raw(width, height, pixels).expect("sized to fit"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_spread_over_the_whole_video() {
+        assert_eq!(evenly_spaced(100, 5), vec![0, 25, 50, 74, 99]);
+        assert_eq!(evenly_spaced(3, 5), vec![0, 1, 2]);
+        assert_eq!(evenly_spaced(10, 1), vec![5]);
+        assert_eq!(evenly_spaced(0, 4), Vec::<usize>::new());
+        let picks = evenly_spaced(301, 24);
+        assert_eq!(picks.len(), 24);
+        assert!(picks.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!((picks[0], picks[23]), (0, 300));
+    }
+
+    #[test]
+    fn rotations_round_to_quarter_turns() {
+        assert_eq!(quarter_turns(0.0), 0);
+        assert_eq!(quarter_turns(90.0), 90);
+        assert_eq!(quarter_turns(-90.0), 270);
+        assert_eq!(quarter_turns(179.6), 180);
+        assert_eq!(quarter_turns(-270.0), 90);
+        assert_eq!(quarter_turns(359.0), 0);
+    }
+
+    #[test]
+    fn a_display_matrix_for_a_quarter_turn_reads_as_one() {
+        // The matrix FFmpeg writes for `-metadata:s:v rotate=90`.
+        let fixed = |v: f64| ((v * 65536.0) as i32).to_le_bytes();
+        let matrix = [0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0];
+        let data: Vec<u8> = matrix.iter().flat_map(|v| fixed(*v)).collect();
+        assert_eq!(quarter_turns(display_matrix_rotation(&data).unwrap()), 90);
+    }
+}

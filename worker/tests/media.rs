@@ -1,0 +1,179 @@
+//! Decoding and segmenting the project's own sample videos, through the real
+//! `ffmpeg` encoders and Debian's FFmpeg libraries.
+
+use std::path::PathBuf;
+
+use buybuddy_worker::{
+    media::{
+        decode::{self, DecodeError},
+        synthetic::{Codec, Scene},
+    },
+    segment::{ClassicSegmenter, Segmenter, iou},
+};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("buybuddy-media-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn small_scene() -> Scene {
+    Scene {
+        width: 320,
+        height: 240,
+        frames: 30,
+        ..Scene::default()
+    }
+}
+
+#[test]
+fn every_container_and_codec_decodes_to_evenly_spaced_frames() {
+    let scene = small_scene();
+    for codec in Codec::ALL {
+        let path = scratch(&format!("sample.{}", codec.extension()));
+        scene.write_video(&path, codec, false).unwrap();
+        let (info, frames) = decode::sample_frames(&path, 6).unwrap();
+        println!("{codec:?}: {info:?}");
+        assert_eq!(info.frame_count, 30, "{codec:?}");
+        assert_eq!(
+            (info.width, info.height, info.rotation),
+            (320, 240, 0),
+            "{codec:?}"
+        );
+        let indices: Vec<usize> = frames.iter().map(|f| f.index).collect();
+        assert_eq!(indices, decode::evenly_spaced(30, 6), "{codec:?}");
+        assert!(
+            (info.duration_s - 29.0 / 20.0).abs() < 0.06,
+            "{codec:?}: {}",
+            info.duration_s
+        );
+        assert!(frames.iter().all(|f| f.image.dimensions() == (320, 240)));
+    }
+}
+
+#[test]
+fn a_portrait_video_stored_sideways_comes_out_upright() {
+    let scene = Scene {
+        width: 240,
+        height: 320,
+        frames: 10,
+        ..Scene::default()
+    };
+    let path = scratch("portrait.mp4");
+    scene.write_video(&path, Codec::H264, true).unwrap();
+    let (info, frames) = decode::sample_frames(&path, 3).unwrap();
+    assert_eq!((info.width, info.height, info.rotation), (240, 320, 90));
+    // Upright means the masks of the upright scene fit the decoded frames.
+    let masks = ClassicSegmenter::default()
+        .segment(
+            &frames.iter().map(|f| f.image.clone()).collect::<Vec<_>>(),
+            "box",
+        )
+        .unwrap();
+    for (frame, mask) in frames.iter().zip(&masks) {
+        let (_, truth) = scene.render(frame.index);
+        let overlap = iou(mask, &truth);
+        assert!(overlap > 0.8, "frame {}: IoU {overlap}", frame.index);
+    }
+}
+
+#[test]
+fn segmentation_of_sample_videos_matches_the_ground_truth() {
+    let mut all = Vec::new();
+    for (seed, codec) in [(7, Codec::H264), (11, Codec::Vp9), (23, Codec::Hevc)] {
+        let scene = Scene {
+            seed,
+            frames: 48,
+            ..Scene::default()
+        };
+        let path = scratch(&format!("iou-{seed}.{}", codec.extension()));
+        scene.write_video(&path, codec, false).unwrap();
+        let (_, frames) = decode::sample_frames(&path, 16).unwrap();
+        let images: Vec<_> = frames.iter().map(|f| f.image.clone()).collect();
+        let masks = ClassicSegmenter::default().segment(&images, "box").unwrap();
+        let scores: Vec<f64> = frames
+            .iter()
+            .zip(&masks)
+            .map(|(frame, mask)| iou(mask, &scene.render(frame.index).1))
+            .collect();
+        let mean = scores.iter().sum::<f64>() / scores.len() as f64;
+        let worst = scores.iter().copied().fold(1.0, f64::min);
+        println!("{codec:?} seed {seed}: mean IoU {mean:.4}, worst frame {worst:.4}");
+        all.extend(scores);
+    }
+    let mean = all.iter().sum::<f64>() / all.len() as f64;
+    println!(
+        "classic segmenter, {} frames of 3 sample videos: mean IoU {mean:.4}",
+        all.len()
+    );
+    assert!(mean >= 0.85, "mean IoU {mean:.4} below 0.85");
+}
+
+#[test]
+fn files_that_are_not_videos_say_what_they_are() {
+    let empty = scratch("empty.mp4");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(matches!(
+        decode::sample_frames(&empty, 4),
+        Err(DecodeError::Empty)
+    ));
+
+    let text = scratch("notes.mp4");
+    std::fs::write(&text, "shopping list: milk, eggs\n".repeat(50)).unwrap();
+    let error = decode::sample_frames(&text, 4).unwrap_err();
+    assert!(matches!(error, DecodeError::NotAVideo(_)), "{error}");
+
+    let audio = scratch("tone.m4a");
+    let made = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .args(["sine=frequency=440:duration=1", "-c:a", "aac"])
+        .arg(&audio)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let error = decode::sample_frames(&audio, 4).unwrap_err();
+    assert!(error.to_string().contains("audio only"), "{error}");
+
+    // A real video cut short, keeping its header but losing most of the data.
+    let whole = scratch("whole.mkv");
+    small_scene()
+        .write_video(&whole, Codec::Vp9, false)
+        .unwrap();
+    let bytes = std::fs::read(&whole).unwrap();
+    let cut = scratch("cut.mkv");
+    let mut damaged = bytes[..bytes.len() / 3].to_vec();
+    damaged.extend(std::iter::repeat_n(0x5a, 4096));
+    std::fs::write(&cut, damaged).unwrap();
+    // A truncated file still yields what it holds, or says it is damaged.
+    match decode::sample_frames(&cut, 8) {
+        Ok((info, frames)) => assert!(!frames.is_empty() && info.frame_count < 30),
+        Err(error) => assert!(matches!(error, DecodeError::Corrupt(_)), "{error}"),
+    }
+    let garbage = scratch("garbage.mp4");
+    let mut noise = bytes[..64].to_vec();
+    noise.extend((0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    std::fs::write(&garbage, noise).unwrap();
+    assert!(decode::sample_frames(&garbage, 4).is_err());
+}
+
+#[test]
+fn a_one_frame_video_gives_its_one_frame() {
+    let scene = Scene {
+        frames: 1,
+        ..small_scene()
+    };
+    let path = scratch("single.mp4");
+    scene.write_video(&path, Codec::H264, false).unwrap();
+    let (info, frames) = decode::sample_frames(&path, 24).unwrap();
+    assert_eq!(info.frame_count, 1);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].index, 0);
+}
