@@ -18,6 +18,12 @@ step "Database (embedded PostgreSQL cluster in .data/)"
 step "Checking the installation"
 "$bin" doctor
 
+step "Processing a sample product video"
+sample="$REPO_ROOT/.data/samples/sample.mp4"
+[ -f "$sample" ] || "$bin" sample-video --out "$sample"
+"$bin" process "$sample" --barcode 8690000000001 >"$REPO_ROOT/.data/samples/sample.json"
+info "product 8690000000001: $(grep -o '"frame_count": [0-9]*' "$REPO_ROOT/.data/samples/sample.json")"
+
 bind=${BUYBUDDY_BIND:-127.0.0.1:8080}
 step "Starting the server and a worker"
 pids=()

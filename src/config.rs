@@ -109,3 +109,104 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(125)), "2 min 5 s");
     }
 }
+
+/// Where frames, masks and uploaded videos are stored.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StorageArgs {
+    /// Object storage: `s3://bucket[/prefix]`, or a folder (the `storage` folder in
+    /// the data folder when unset). S3 credentials and region come from the usual
+    /// AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, ...).
+    #[arg(long, env = "BUYBUDDY_STORAGE")]
+    pub storage: Option<String>,
+
+    /// URL of an S3-compatible service (MinIO, RustFS, ...); AWS when unset.
+    #[arg(long, env = "BUYBUDDY_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// Address S3 buckets in the path rather than the host name (most
+    /// S3-compatible services want this).
+    #[arg(long, env = "BUYBUDDY_S3_PATH_STYLE")]
+    pub s3_path_style: bool,
+}
+
+impl StorageArgs {
+    pub fn s3_settings(&self) -> buybuddy_worker::storage::S3Settings {
+        buybuddy_worker::storage::S3Settings {
+            endpoint: self.s3_endpoint.clone(),
+            region: None,
+            path_style: self.s3_path_style,
+            credentials: None,
+        }
+    }
+
+    /// The storage location, defaulting to the data folder's `storage`.
+    pub fn location(&self, data_dir: &std::path::Path) -> String {
+        self.storage
+            .clone()
+            .unwrap_or_else(|| data_dir.join("storage").display().to_string())
+    }
+
+    pub async fn open(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<buybuddy_worker::storage::Storage> {
+        let location = self.location(data_dir);
+        buybuddy_worker::storage::Storage::open(&location, &self.s3_settings())
+            .await
+            .map_err(|e| anyhow::anyhow!("opening storage {location}: {e:#}"))
+    }
+}
+
+/// How videos are turned into frames.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PipelineArgs {
+    /// Frames sampled from each video, evenly spaced.
+    #[arg(long, env = "BUYBUDDY_FRAMES", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub frames: u32,
+
+    /// Background of the 518x518 images: `keep`, `transparent`, or a colour like `#ffffff`.
+    #[arg(long, env = "BUYBUDDY_BACKGROUND", default_value = "keep")]
+    pub background: buybuddy_worker::postprocess::Background,
+
+    /// Largest video accepted, e.g. `2GiB` or `500MiB`.
+    #[arg(long, env = "BUYBUDDY_MAX_VIDEO_SIZE", default_value = "2GiB", value_parser = parse_bytes)]
+    pub max_video_size: u64,
+
+    /// Longest wait for the next bytes of a video download before retrying.
+    #[arg(long, env = "BUYBUDDY_DOWNLOAD_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub download_timeout: Duration,
+}
+
+/// Reads sizes like `2GiB`, `500MiB`, `64KiB` or a number of bytes.
+pub fn parse_bytes(value: &str) -> Result<u64, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a size like 2GiB or 500MiB"))?;
+    let factor = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?}: use KiB, MiB or GiB")),
+    };
+    Ok(number * factor)
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_read_with_their_units() {
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("500MiB"), Ok(500 << 20));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("3TB").is_err());
+    }
+}

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod jobs;
+pub mod pipeline;
 pub mod queue;
 pub mod realtime;
 pub mod web;

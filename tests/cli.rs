@@ -46,7 +46,10 @@ fn readme_documents_every_environment_variable() {
         .lines()
         .filter(|l| l.starts_with("| `"))
         .filter_map(|l| l.split('`').nth(1))
-        .filter(|name| name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .filter(|name| {
+            name.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
         .map(str::to_owned)
         .collect();
     let undocumented: Vec<_> = in_code.difference(&in_readme).collect();

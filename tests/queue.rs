@@ -647,7 +647,7 @@ async fn job_context_records_stage_progress_and_events_and_sees_a_cancel_request
         lines,
         [
             ("info", Some("decode"), "Decoding 24 frames"),
-            ("warn", None, "frame 7 is blurry")
+            ("warn", Some("decode"), "frame 7 is blurry")
         ]
     );
 

@@ -1,12 +1,12 @@
 //! `buybuddy doctor`: says what this installation has, one line per part,
 //! each OK or a problem with what to do about it.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
 use sqlx::PgPool;
 
 use crate::{
-    config::DbArgs,
+    config::{DbArgs, StorageArgs},
     db::{self, Target},
     queue::DEFAULT_QUEUE,
 };
@@ -16,9 +16,8 @@ pub struct Args {
     #[command(flatten)]
     db: DbArgs,
 
-    /// Folder of the local object store (defaults to `storage` in the data folder).
-    #[arg(long, env = "BUYBUDDY_STORAGE_DIR")]
-    storage_dir: Option<PathBuf>,
+    #[command(flatten)]
+    storage: StorageArgs,
 
     /// Queue whose workers and backlog are reported.
     #[arg(long, env = "BUYBUDDY_QUEUE", default_value = DEFAULT_QUEUE)]
@@ -58,16 +57,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Err(error) => report.problem("postgres", format!("{error:#}")),
     }
-    let storage = args
-        .storage_dir
-        .unwrap_or_else(|| args.db.data_dir.join("storage"));
-    match probe_folder(&storage) {
-        Ok(()) => report.ok(
-            "storage",
-            format!("local folder {} (writable)", storage.display()),
-        ),
-        Err(error) => report.problem("storage", format!("{}: {error}", storage.display())),
+    let location = args.storage.location(&args.db.data_dir);
+    let checked = async {
+        let storage = args.storage.open(&args.db.data_dir).await?;
+        storage.check().await?;
+        Ok::<_, anyhow::Error>(storage.describe())
+    };
+    match checked.await {
+        Ok(described) => report.ok("storage", format!("{described} (writable)")),
+        Err(error) => report.problem("storage", format!("{location}: {error:#}")),
     }
+    media(&mut report);
     Ok(if report.problems == 0 {
         ExitCode::SUCCESS
     } else {
@@ -155,9 +155,26 @@ async fn queue(report: &mut Report, pool: &PgPool, queue: &str) {
     }
 }
 
-fn probe_folder(dir: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let probe = dir.join(format!(".doctor-{}", std::process::id()));
-    std::fs::write(&probe, b"ok")?;
-    std::fs::remove_file(probe)
+/// The FFmpeg libraries this binary runs with, and the `ffmpeg` program that
+/// makes sample videos.
+fn media(report: &mut Report) {
+    let (major, minor, micro) = buybuddy_worker::media::decode::libavcodec_version();
+    report.ok("ffmpeg", format!("libavcodec {major}.{minor}.{micro}"));
+    match std::process::Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            let first = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            report.ok("ffmpeg-cli", first)
+        }
+        _ => report.problem(
+            "ffmpeg-cli",
+            "the ffmpeg program is missing (sample videos need it): run scripts/setup.sh",
+        ),
+    }
 }

@@ -5,6 +5,7 @@ mod db;
 mod doctor;
 mod jobs;
 mod serve;
+mod video;
 mod worker;
 
 use std::process::ExitCode;
@@ -53,6 +54,12 @@ pub enum Command {
     },
     /// Check the installation: database, pgvector, schema, storage.
     Doctor(doctor::Args),
+    /// Process one product video now, in this process, and print the result as JSON.
+    Process(video::ProcessArgs),
+    /// Queue one product video for the workers.
+    Enqueue(video::EnqueueArgs),
+    /// Write a sample product video (a box turning on a plain background).
+    SampleVideo(video::SampleArgs),
     /// Manage the embedded PostgreSQL cluster (used when DATABASE_URL is unset).
     #[command(subcommand)]
     Db(db::Command),
@@ -102,6 +109,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Doctor(args) => return doctor::run(args).await,
+        Command::Process(args) => return video::process(args).await,
+        Command::Enqueue(args) => video::enqueue(args).await?,
+        Command::SampleVideo(args) => video::sample_video(args).await?,
         Command::Db(command) => db::run(command).await?,
         Command::Jobs(command) => jobs::run(command).await?,
         Command::Bench(command) => bench::run(command).await?,

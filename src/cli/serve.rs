@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc};
 use anyhow::Context;
 
 use crate::{
-    config::DbArgs,
+    config::{DbArgs, StorageArgs},
     queue::DEFAULT_QUEUE,
     realtime::Hub,
     web::{self, App, AppState},
@@ -15,6 +15,9 @@ use crate::{
 pub struct Args {
     #[command(flatten)]
     db: DbArgs,
+
+    #[command(flatten)]
+    storage: StorageArgs,
 
     /// Address the server listens on.
     #[arg(long, env = "BUYBUDDY_BIND", default_value = "127.0.0.1:8080")]
@@ -27,6 +30,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let (target, pool) = super::open_database(&args.db, &[]).await?;
+    let storage = args.storage.open(&args.db.data_dir).await?;
     let shutdown = super::shutdown_signal();
     let hub = Hub::start(pool.clone(), shutdown.clone());
     let listener = tokio::net::TcpListener::bind(args.bind)
@@ -38,6 +42,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         pool,
         hub,
         queue: args.queue,
+        storage,
     }));
     web::serve(listener, state, shutdown).await
 }

@@ -1,12 +1,13 @@
 //! `buybuddy worker`: takes jobs from the queue until stopped.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use buybuddy_worker::retry::Backoff;
 
 use crate::{
-    config::{DbArgs, parse_duration},
+    config::{DbArgs, PipelineArgs, StorageArgs, parse_duration},
     jobs::{KINDS, context::WorkerSettings},
+    pipeline::Pipeline,
     queue::{
         DEFAULT_QUEUE,
         worker::{self, WorkerConfig, backoff_settings},
@@ -17,6 +18,12 @@ use crate::{
 pub struct Args {
     #[command(flatten)]
     db: DbArgs,
+
+    #[command(flatten)]
+    storage: StorageArgs,
+
+    #[command(flatten)]
+    pipeline: PipelineArgs,
 
     /// Queue to take jobs from.
     #[arg(long, env = "BUYBUDDY_QUEUE", default_value = DEFAULT_QUEUE)]
@@ -72,6 +79,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let backoff = Backoff::new(args.retry_base, args.retry_max);
     // Fetches, heartbeats, the ledger and the jobs' own progress writes share the pool.
     let (target, pool) = super::open_database(&args.db, &backoff_settings(&backoff)).await?;
+    let pipeline = Pipeline::from_args(&args.db.data_dir, &args.storage, &args.pipeline).await?;
+    tracing::info!(storage = %pipeline.storage.describe(), "video pipeline ready");
     let name = args.name.unwrap_or_else(|| {
         nix::unistd::gethostname()
             .ok()
@@ -95,6 +104,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         timeouts: args.job_timeouts.into_iter().collect::<HashMap<_, _>>(),
         settings: WorkerSettings {
             enable_crash_jobs: args.enable_crash_jobs,
+            pipeline: Some(Arc::new(pipeline)),
         },
     };
     worker::run(config, pool, super::shutdown_signal()).await

@@ -15,18 +15,18 @@ pub struct JobEvent {
     pub message: String,
 }
 
-pub async fn insert(
+/// Adds a line under the stage the job is in.
+pub async fn insert_in_current_stage(
     db: impl PgExecutor<'_>,
     job_id: Uuid,
     level: &str,
-    stage: Option<&str>,
     message: &str,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "INSERT INTO job_events (job_id, level, stage, message) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO job_events (job_id, level, stage, message)
+         SELECT id, $2, stage, $3 FROM jobs WHERE id = $1",
         job_id,
         level,
-        stage,
         message
     )
     .execute(db)

@@ -2,6 +2,7 @@
 //! one module of queries per table.
 
 pub mod embedded;
+pub mod frames;
 pub mod job_events;
 pub mod jobs;
 pub mod products;

@@ -13,6 +13,8 @@ use crate::db;
 pub struct WorkerSettings {
     /// Whether `crash` jobs may take this worker down (off unless asked for).
     pub enable_crash_jobs: bool,
+    /// What video jobs run on; a worker without it fails them with a clear message.
+    pub pipeline: Option<Arc<crate::pipeline::Pipeline>>,
 }
 
 /// The running attempt of one job.
@@ -87,6 +89,11 @@ impl JobContext {
         }
     }
 
+    /// The database, for jobs that save their own results.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Enters a stage: records it with the overall progress and an event line.
     /// Fails with [`JobError::Cancelled`] when the job was cancelled meanwhile.
     pub async fn stage(&self, stage: &str, progress: u8, message: &str) -> Result<(), JobError> {
@@ -101,7 +108,8 @@ impl JobContext {
 
     /// Adds a line to the job's event log.
     pub async fn event(&self, level: Level, message: &str) -> Result<(), JobError> {
-        db::job_events::insert(&self.pool, self.job_id, level.as_str(), None, message).await?;
+        db::job_events::insert_in_current_stage(&self.pool, self.job_id, level.as_str(), message)
+            .await?;
         Ok(())
     }
 

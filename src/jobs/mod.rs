@@ -6,6 +6,7 @@ pub mod crash;
 pub mod fail;
 pub mod noop;
 pub mod sleep;
+pub mod video;
 
 use std::time::Duration;
 
@@ -39,6 +40,7 @@ pub enum JobSpec {
     Sleep(sleep::Sleep),
     Fail(fail::Fail),
     Crash(crash::Crash),
+    Video(video::Video),
 }
 
 /// Calls `$body` with the job of whichever kind `$spec` holds, bound to `$job`.
@@ -49,6 +51,7 @@ macro_rules! with_job {
             JobSpec::Sleep($job) => $body,
             JobSpec::Fail($job) => $body,
             JobSpec::Crash($job) => $body,
+            JobSpec::Video($job) => $body,
         }
     };
 }
@@ -59,6 +62,7 @@ pub const KINDS: &[&str] = &[
     sleep::Sleep::KIND,
     fail::Fail::KIND,
     crash::Crash::KIND,
+    video::Video::KIND,
 ];
 
 impl JobSpec {
@@ -119,6 +123,13 @@ mod tests {
             }),
             JobSpec::Fail(fail::Fail::default()),
             JobSpec::Crash(crash::Crash {}),
+            JobSpec::Video(video::Video {
+                video_url: "clip.mp4".into(),
+                barcode: "1".into(),
+                video_id: None,
+                frames: None,
+                background: None,
+            }),
         ];
         let kinds: Vec<&str> = specs.iter().map(JobSpec::kind).collect();
         assert_eq!(kinds, KINDS);

@@ -55,6 +55,15 @@ pub async fn enqueue(pool: &PgPool, queue: &str, jobs: Vec<Enqueue>) -> anyhow::
             .unwrap_or_else(|| job.spec.default_max_attempts())
             .max(1);
         let payload = serde_json::to_value(&job.spec)?;
+        // A video job's barcode and video are the job's too, for lists and searches.
+        let (barcode, video_url, video_id) = match &job.spec {
+            JobSpec::Video(video) => (
+                Some(video.barcode.clone()),
+                Some(video.video_url.clone()),
+                video.video_id,
+            ),
+            _ => (job.barcode, job.video_url, job.video_id),
+        };
         let args = serde_json::to_vec(&QueuedJob {
             job_id: id,
             spec: job.spec.clone(),
@@ -69,9 +78,9 @@ pub async fn enqueue(pool: &PgPool, queue: &str, jobs: Vec<Enqueue>) -> anyhow::
             id,
             kind: job.spec.kind().to_owned(),
             payload,
-            barcode: job.barcode,
-            video_url: job.video_url,
-            video_id: job.video_id,
+            barcode,
+            video_url,
+            video_id,
             task_id: task_id.to_string(),
             max_attempts: max_attempts as i32,
         });

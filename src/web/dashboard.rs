@@ -1,7 +1,10 @@
 //! The dashboard page and its live jobs panel.
 
 use axum::extract::State;
-use buybuddy_templates::dashboard::{self, Dashboard, JobLine, JobsPanel, StatusCount};
+use buybuddy_templates::{
+    dashboard::{self, Dashboard, JobLine, JobsPanel, ProductCard, StatusCount},
+    paths,
+};
 use maud::Markup;
 
 use super::{AppError, AppState};
@@ -9,8 +12,19 @@ use crate::db;
 
 pub async fn page(State(state): State<AppState>) -> Result<Markup, AppError> {
     let products = db::products::count_by_status(&state.pool).await?;
+    let latest = db::products::latest(&state.pool, 8).await?;
     Ok(dashboard::page(&Dashboard {
         products: with_all(db::products::STATUSES, products),
+        latest_products: latest
+            .into_iter()
+            .map(|p| ProductCard {
+                barcode: p.barcode,
+                name: p.product_name,
+                status: p.status,
+                frame_count: p.frame_count,
+                thumbnail_url: p.thumbnail_key.as_deref().map(paths::media),
+            })
+            .collect(),
         jobs: jobs_view(&state).await?,
     }))
 }

@@ -7,6 +7,7 @@ mod dashboard;
 pub mod error;
 mod events;
 mod health;
+mod media;
 
 use std::sync::Arc;
 
@@ -28,6 +29,8 @@ pub struct App {
     pub hub: Hub,
     /// The queue new jobs go to.
     pub queue: String,
+    /// Where frames, masks and uploads are stored.
+    pub storage: buybuddy_worker::storage::Storage,
 }
 
 #[derive(Clone)]
@@ -48,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::EVENTS, get(events::stream))
         .route(paths::HEALTHZ, get(health::check))
         .route(&format!("{}/{{name}}", paths::STATIC), get(assets::serve))
+        .route(&format!("{}/{{*key}}", paths::MEDIA), get(media::serve))
         .merge(api::routes())
         .fallback(|| async { AppError::NotFound("There is no page at this address.".into()) })
         .layer(middleware::from_fn(error::render_errors))

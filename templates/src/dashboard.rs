@@ -25,9 +25,20 @@ pub struct JobLine {
     pub created_at: DateTime<Utc>,
 }
 
+/// A recently processed product, with one of its frames.
+#[derive(Debug, Clone)]
+pub struct ProductCard {
+    pub barcode: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub frame_count: i64,
+    pub thumbnail_url: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Dashboard {
     pub products: Vec<StatusCount>,
+    pub latest_products: Vec<ProductCard>,
     pub jobs: JobsPanel,
 }
 
@@ -47,6 +58,24 @@ pub fn page(view: &Dashboard) -> Markup {
             section.card {
                 h2 { "Products" }
                 (render_counts(&view.products, "No products yet: process a video to add one."))
+                @if !view.latest_products.is_empty() {
+                    ul.products {
+                        @for product in &view.latest_products {
+                            li.product {
+                                @if let Some(url) = &product.thumbnail_url {
+                                    img src=(url) alt=(format!("Product {}", product.barcode))
+                                        loading="lazy" width="160" height="160";
+                                }
+                                div.barcode { code { (product.barcode) } }
+                                @if let Some(name) = &product.name { div { (name) } }
+                                div.muted {
+                                    span class={ "status status-" (product.status) } { (format::label(&product.status)) }
+                                    " · " (product.frame_count) " frames"
+                                }
+                            }
+                        }
+                    }
+                }
             }
             // Reloads itself when jobs change: at most once a second while changes
             // stream in (throttle), and once more after they stop (delay), so the

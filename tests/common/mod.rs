@@ -396,11 +396,26 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(pool: &PgPool) -> Self {
+        let storage = buybuddy_worker::storage::Storage::open(
+            std::env::temp_dir()
+                .join(format!("buybuddy-test-storage-{}", Uuid::new_v4()))
+                .to_str()
+                .unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        Self::start_with(pool, storage).await
+    }
+
+    /// A server reading objects from the given storage.
+    pub async fn start_with(pool: &PgPool, storage: buybuddy_worker::storage::Storage) -> Self {
         let shutdown = CancellationToken::new();
         let state = AppState(Arc::new(App {
             pool: pool.clone(),
             hub: Hub::start(pool.clone(), shutdown.clone()),
             queue: DEFAULT_QUEUE.to_owned(),
+            storage,
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -417,4 +432,81 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// A video pipeline for tests: local storage and scratch folders of its own,
+/// 8 frames per video, quick download retries.
+pub struct TestPipeline {
+    pub pipeline: Arc<buybuddy::pipeline::Pipeline>,
+    pub storage_dir: tempfile::TempDir,
+    pub scratch_dir: tempfile::TempDir,
+}
+
+impl TestPipeline {
+    pub async fn new() -> Self {
+        Self::with_limits(buybuddy_worker::download::Limits {
+            max_bytes: 50 << 20,
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_millis(500),
+            attempts: 2,
+            backoff: Backoff::new(Duration::from_millis(20), Duration::from_millis(50)),
+        })
+        .await
+    }
+
+    pub async fn with_limits(limits: buybuddy_worker::download::Limits) -> Self {
+        let storage_dir = tempfile::tempdir().unwrap();
+        let scratch_dir = tempfile::tempdir().unwrap();
+        let storage = buybuddy_worker::storage::Storage::open(
+            storage_dir.path().to_str().unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        let pipeline = buybuddy::pipeline::Pipeline {
+            storage,
+            s3: Default::default(),
+            segmenter: Arc::new(buybuddy_worker::segment::ClassicSegmenter::default()),
+            frames: 8,
+            post: Default::default(),
+            limits,
+            scratch: scratch_dir.path().to_owned(),
+        };
+        Self {
+            pipeline: Arc::new(pipeline),
+            storage_dir,
+            scratch_dir,
+        }
+    }
+
+    /// Worker settings that run video jobs on this pipeline.
+    pub fn worker_config(&self) -> WorkerConfig {
+        let mut config = worker_config();
+        config.settings.pipeline = Some(self.pipeline.clone());
+        config
+    }
+
+    /// Every object key in storage.
+    pub async fn objects(&self) -> Vec<String> {
+        self.pipeline.storage.list("").await.unwrap()
+    }
+
+    /// Whether the scratch folder holds anything (downloads must not linger).
+    pub fn scratch_is_empty(&self) -> bool {
+        std::fs::read_dir(self.scratch_dir.path()).unwrap().count() == 0
+    }
+}
+
+/// A small sample video (320x240) of `frames` frames.
+pub fn sample_video(dir: &std::path::Path, name: &str, frames: usize) -> PathBuf {
+    let path = dir.join(name);
+    buybuddy_worker::media::synthetic::Scene {
+        width: 320,
+        height: 240,
+        frames,
+        ..Default::default()
+    }
+    .write_video(&path, buybuddy_worker::media::synthetic::Codec::H264, false)
+    .unwrap();
+    path
 }

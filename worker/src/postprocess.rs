@@ -76,6 +76,10 @@ pub struct Processed {
     pub bbox: BoundingBox,
     /// The product's area in the source frame, in pixels.
     pub mask_area: u64,
+    /// Variance of the Laplacian over the product (higher is sharper; blur is low).
+    pub sharpness: f32,
+    /// Mean luma over the product, 0 to 255.
+    pub brightness: f32,
 }
 
 /// Turns a frame and its mask into the training image; `None` when the mask is
@@ -132,6 +136,8 @@ pub fn process(frame: &RgbImage, mask: &GrayImage, options: &Options) -> Option<
         }])
     });
 
+    let (sharpness, brightness) = quality(&image, &binary);
+
     // The soft mask blends the product into the new background, so edges stay smooth.
     let image_png = match options.background {
         Background::Keep => png_rgb(&image),
@@ -158,7 +164,44 @@ pub fn process(frame: &RgbImage, mask: &GrayImage, options: &Options) -> Option<
         mask: png(binary.as_raw(), image::ExtendedColorType::L8),
         bbox,
         mask_area: area(mask),
+        sharpness,
+        brightness,
     })
+}
+
+/// Sharpness (variance of the 4-neighbour Laplacian of luma) and brightness
+/// (mean luma) over the pixels inside the mask and away from its edge.
+fn quality(image: &RgbImage, mask: &GrayImage) -> (f32, f32) {
+    let luma = |x: u32, y: u32| {
+        let [r, g, b] = image.get_pixel(x, y).0;
+        0.299 * f32::from(r) + 0.587 * f32::from(g) + 0.114 * f32::from(b)
+    };
+    let inside = |x: u32, y: u32| mask.get_pixel(x, y).0[0] >= 128;
+    let (mut n, mut sum_luma, mut sum, mut sum_sq) = (0f64, 0f64, 0f64, 0f64);
+    for y in 1..SIZE - 1 {
+        for x in 1..SIZE - 1 {
+            if !(inside(x, y)
+                && inside(x - 1, y)
+                && inside(x + 1, y)
+                && inside(x, y - 1)
+                && inside(x, y + 1))
+            {
+                continue;
+            }
+            let centre = luma(x, y);
+            let laplacian =
+                luma(x - 1, y) + luma(x + 1, y) + luma(x, y - 1) + luma(x, y + 1) - 4.0 * centre;
+            n += 1.0;
+            sum_luma += f64::from(centre);
+            sum += f64::from(laplacian);
+            sum_sq += f64::from(laplacian) * f64::from(laplacian);
+        }
+    }
+    if n == 0.0 {
+        return (0.0, 0.0);
+    }
+    let mean = sum / n;
+    ((sum_sq / n - mean * mean) as f32, (sum_luma / n) as f32)
 }
 
 /// The square (left, top, side) centred on the box, with the margin added.
@@ -292,6 +335,26 @@ mod tests {
         let image = image.to_rgba8();
         assert_eq!(image.get_pixel(5, 5).0[3], 0);
         assert_eq!(image.get_pixel(259, 259).0[3], 255);
+    }
+
+    #[test]
+    fn blur_lowers_the_sharpness_figure() {
+        let (mut frame, mask) = scene((200, 100, 200, 260));
+        for (x, y, pixel) in frame.enumerate_pixels_mut() {
+            if (200..400).contains(&x) && (100..360).contains(&y) && (x / 4 + y / 4) % 2 == 0 {
+                *pixel = Rgb([30, 30, 30]);
+            }
+        }
+        let sharp = process(&frame, &mask, &Options::default()).unwrap();
+        let blurred = image::imageops::blur(&frame, 4.0);
+        let soft = process(&blurred, &mask, &Options::default()).unwrap();
+        assert!(
+            sharp.sharpness > 10.0 * soft.sharpness,
+            "{} vs {}",
+            sharp.sharpness,
+            soft.sharpness
+        );
+        assert!(sharp.brightness > 50.0 && sharp.brightness < 200.0);
     }
 
     #[test]

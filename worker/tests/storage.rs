@@ -102,6 +102,15 @@ async fn behaves_like_storage(storage: &Storage) {
         storage.list("frames/869/j1/").await.unwrap(),
         ["frames/869/j1/0000.png", "frames/869/j1/0001.png"]
     );
+    storage
+        .delete(&["frames/869/j2/0000.png".into(), "frames/none.png".into()])
+        .await
+        .unwrap();
+    assert!(storage.list("frames/869/j2/").await.unwrap().is_empty());
+    storage
+        .put("frames/869/j2/0000.png", png.clone(), "image/png")
+        .await
+        .unwrap();
     assert_eq!(storage.delete_prefix("frames/869/j1/").await.unwrap(), 2);
     assert!(storage.list("frames/869/j1/").await.unwrap().is_empty());
     assert_eq!(

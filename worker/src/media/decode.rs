@@ -187,6 +187,13 @@ pub fn decode_all(path: &Path) -> Result<usize, DecodeError> {
     Ok(count)
 }
 
+/// The version of the libavcodec this binary runs with.
+pub fn libavcodec_version() -> (u32, u32, u32) {
+    init();
+    let v = ffmpeg::codec::version();
+    (v >> 16, (v >> 8) & 0xff, v & 0xff)
+}
+
 /// Indices of `count` items spread evenly over `total`, first and last included.
 pub fn evenly_spaced(total: usize, count: usize) -> Vec<usize> {
     if total == 0 {

@@ -63,15 +63,20 @@ impl LocalStorage {
         }
     }
 
-    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {
-        let keys = self.list(prefix).await?;
-        for key in &keys {
+    pub async fn delete(&self, keys: &[String]) -> Result<(), StorageError> {
+        for key in keys {
             match tokio::fs::remove_file(self.path(key)).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
         }
+        Ok(())
+    }
+
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {
+        let keys = self.list(prefix).await?;
+        self.delete(&keys).await?;
         // Remove the folders the prefix emptied, deepest first, up to the root.
         let mut folder = self.path(prefix.trim_end_matches('/'));
         if !prefix.ends_with('/') {

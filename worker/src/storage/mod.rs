@@ -102,6 +102,17 @@ impl Storage {
         }
     }
 
+    /// Deletes the given objects (missing ones are no error).
+    pub async fn delete(&self, keys: &[String]) -> Result<(), StorageError> {
+        for key in keys {
+            check_key(key)?;
+        }
+        match self {
+            Storage::Local(local) => local.delete(keys).await,
+            Storage::S3(s3) => s3.delete(keys).await,
+        }
+    }
+
     /// Deletes every object whose key starts with `prefix` (a folder: it should
     /// end with `/`); returns how many went.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {

@@ -235,6 +235,11 @@ impl S3Storage {
 
     pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {
         let keys = self.list(prefix).await?;
+        self.delete(&keys).await?;
+        Ok(keys.len())
+    }
+
+    pub async fn delete(&self, keys: &[String]) -> Result<(), StorageError> {
         for chunk in keys.chunks(1000) {
             let objects = chunk
                 .iter()
@@ -255,7 +260,7 @@ impl S3Storage {
                 .await
                 .map_err(s3_error)?;
         }
-        Ok(keys.len())
+        Ok(())
     }
 
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {

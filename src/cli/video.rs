@@ -1,0 +1,289 @@
+//! `buybuddy process`, `enqueue` and `sample-video`: video jobs from the
+//! command line, and the sample videos this project makes.
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::{Context, bail};
+use buybuddy_worker::media::synthetic::{Codec, Scene};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{
+    config::{DbArgs, PipelineArgs, StorageArgs},
+    db,
+    jobs::{JobSpec, context::WorkerSettings, video::Video},
+    pipeline::{Pipeline, check_barcode},
+    queue::{
+        self, DEFAULT_QUEUE, Enqueue,
+        worker::{self, WorkerConfig},
+    },
+};
+
+#[derive(clap::Args, Debug)]
+pub struct ProcessArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(flatten)]
+    storage: StorageArgs,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// The video: a file, `http(s)://...` or `s3://bucket/key`.
+    source: String,
+    /// The product's barcode.
+    #[arg(long)]
+    barcode: String,
+    /// The video's id in the Buybuddy catalog.
+    #[arg(long)]
+    video_id: Option<i32>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EnqueueArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// Queue to push to.
+    #[arg(long, env = "BUYBUDDY_QUEUE", default_value = DEFAULT_QUEUE)]
+    queue: String,
+    /// The video: a file (uploaded to storage first, so any worker can read it),
+    /// `http(s)://...` or `s3://bucket/key`.
+    source: String,
+    /// The product's barcode.
+    #[arg(long)]
+    barcode: String,
+    /// The video's id in the Buybuddy catalog.
+    #[arg(long)]
+    video_id: Option<i32>,
+    /// Attempts before the job fails for good.
+    #[arg(long)]
+    max_attempts: Option<u32>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SampleArgs {
+    /// Where to write the video (its extension should suit the codec).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 1280)]
+    width: u32,
+    #[arg(long, default_value_t = 720)]
+    height: u32,
+    #[arg(long, default_value_t = 90)]
+    frames: usize,
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// h264, hevc, vp9, av1 or mjpeg.
+    #[arg(long, default_value = "h264")]
+    codec: Codec,
+    /// Store the picture sideways with a rotation tag, as phones do.
+    #[arg(long)]
+    portrait: bool,
+    /// Also write the ground-truth masks, one PNG per frame, into this folder.
+    #[arg(long)]
+    masks: Option<PathBuf>,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+/// Processes one video now, in this process, and prints the job's output.
+pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
+    check_barcode(&args.barcode).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_, pool) = super::open_database(&args.db, &[]).await?;
+    let pipeline = Pipeline::from_args(&args.db.data_dir, &args.storage, &args.pipeline).await?;
+    // A one-job worker on a queue of its own runs the job exactly as a worker
+    // would, attempt and events included, without waiting for one.
+    let queue = format!(
+        "process-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let spec = JobSpec::Video(Video {
+        video_url: args.source.clone(),
+        barcode: args.barcode.clone(),
+        video_id: args.video_id,
+        frames: None,
+        background: None,
+    });
+    let job_id = queue::enqueue(
+        &pool,
+        &queue,
+        vec![Enqueue {
+            max_attempts: Some(1),
+            ..Enqueue::from(spec)
+        }],
+    )
+    .await?[0];
+    eprintln!("job {job_id}: processing {}", args.source);
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let runner = tokio::spawn(worker::run(
+        WorkerConfig {
+            queue: queue.clone(),
+            name: "process".to_owned(),
+            concurrency: 1,
+            batch_size: 1,
+            poll_interval: Duration::from_millis(200),
+            dead_worker_after: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(5),
+            timeouts: Default::default(),
+            settings: WorkerSettings {
+                enable_crash_jobs: false,
+                pipeline: Some(Arc::new(pipeline)),
+            },
+        },
+        pool.clone(),
+        stop.clone(),
+    ));
+    let interrupted = super::shutdown_signal();
+    let job = follow(&pool, job_id, &interrupted).await;
+    stop.cancel();
+    runner.await??;
+    // The private queue has served its purpose; the job row is the record.
+    sqlx::query("DELETE FROM apalis.jobs WHERE job_type = $1")
+        .bind(&queue)
+        .execute(&pool)
+        .await?;
+    sqlx::query("DELETE FROM apalis.workers WHERE worker_type = $1")
+        .bind(&queue)
+        .execute(&pool)
+        .await?;
+    let job = job?;
+    if job.status == "completed" {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&job.output.unwrap_or(Value::Null))?
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "error: the job {} at the {} stage: {}",
+            job.status,
+            job.stage.as_deref().unwrap_or("first"),
+            job.error_message.as_deref().unwrap_or("cancelled")
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Prints the job's event lines as they come, until it ends; cancels it on Ctrl-C.
+async fn follow(
+    pool: &sqlx::PgPool,
+    job_id: Uuid,
+    interrupted: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<db::jobs::Job> {
+    let mut printed = std::collections::HashSet::new();
+    let mut cancelling = false;
+    loop {
+        let job = db::jobs::get(pool, job_id)
+            .await?
+            .context("the job disappeared")?;
+        let events = db::job_events::for_job(pool, job_id).await?;
+        for event in events {
+            if printed.insert(event.id) {
+                let stage = event.stage.as_deref().unwrap_or("");
+                eprintln!("  {:<5} {stage:<12} {}", event.level, event.message);
+            }
+        }
+        if !matches!(job.status.as_str(), "queued" | "running") {
+            return Ok(job);
+        }
+        if interrupted.is_cancelled() && !cancelling {
+            cancelling = true;
+            eprintln!("  cancelling: the job stops at its next stage");
+            db::jobs::cancel(pool, job_id).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Queues one video job; a local file goes to storage first.
+pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
+    check_barcode(&args.barcode).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if args.max_attempts == Some(0) {
+        bail!("--max-attempts must be at least 1");
+    }
+    let (_, pool) = super::open_database(&args.db, &[]).await?;
+    let remote = ["http://", "https://", "s3://"]
+        .iter()
+        .any(|scheme| args.source.starts_with(scheme));
+    let video_url = if remote {
+        args.source.clone()
+    } else {
+        let path = PathBuf::from(args.source.strip_prefix("file://").unwrap_or(&args.source));
+        let name = path
+            .file_name()
+            .with_context(|| format!("{} is not a file", path.display()))?
+            .to_string_lossy()
+            .replace(
+                |c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '-',
+                "_",
+            );
+        let storage = args.storage.open(&args.db.data_dir).await?;
+        let key = format!("uploads/{}/{name}", Uuid::now_v7());
+        storage
+            .put_file(&key, &path, "application/octet-stream")
+            .await
+            .with_context(|| format!("uploading {}", path.display()))?;
+        eprintln!("uploaded {} to {}", path.display(), storage.url(&key));
+        storage.url(&key)
+    };
+    let spec = JobSpec::Video(Video {
+        video_url,
+        barcode: args.barcode,
+        video_id: args.video_id,
+        frames: None,
+        background: None,
+    });
+    let ids = queue::enqueue(
+        &pool,
+        &args.queue,
+        vec![Enqueue {
+            max_attempts: args.max_attempts,
+            ..Enqueue::from(spec)
+        }],
+    )
+    .await?;
+    println!("{}", ids[0]);
+    Ok(())
+}
+
+/// Writes a sample product video (and, if asked, its ground-truth masks).
+pub async fn sample_video(args: SampleArgs) -> anyhow::Result<()> {
+    let scene = Scene {
+        width: args.width,
+        height: args.height,
+        frames: args.frames,
+        fps: args.fps,
+        seed: args.seed,
+        ..Scene::default()
+    };
+    if let Some(folder) = args.out.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    let out = args.out.clone();
+    let codec = args.codec;
+    let portrait = args.portrait;
+    let writer = scene.clone();
+    tokio::task::spawn_blocking(move || writer.write_video(&out, codec, portrait)).await??;
+    if let Some(folder) = &args.masks {
+        std::fs::create_dir_all(folder)?;
+        for i in 0..scene.frames {
+            scene
+                .render(i)
+                .1
+                .save(folder.join(format!("{i:04}.png")))
+                .context("writing a mask")?;
+        }
+    }
+    eprintln!(
+        "wrote {} ({} frames, {}x{}, {:?}{})",
+        args.out.display(),
+        scene.frames,
+        scene.width,
+        scene.height,
+        codec,
+        if portrait { ", stored sideways" } else { "" }
+    );
+    Ok(())
+}
