@@ -370,7 +370,7 @@ fn to_rgb(
                 Pixel::RGB24,
                 width,
                 height,
-                scaling::Flags::BILINEAR | scaling::Flags::ACCURATE_RND,
+                scaling::Flags::BILINEAR,
             )
             .map_err(|e| DecodeError::Corrupt(format!("cannot convert its pixels: {e}")))?,
         );

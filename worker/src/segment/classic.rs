@@ -10,7 +10,8 @@
 //! closed, holes filled, specks removed, the product's component kept) and scaled
 //! back to the frame's size with smooth edges.
 
-use image::{GrayImage, Luma, RgbImage, imageops};
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+use image::{GrayImage, RgbImage};
 
 use super::{Segmenter, morphology::Binary};
 
@@ -81,9 +82,17 @@ impl ClassicSegmenter {
         let reduced = if (sw, sh) == (w, h) {
             frame.clone()
         } else {
-            // A triangle filter widened to the reduction averages the pixels each
+            // A box filter widened to the reduction averages the pixels each
             // working pixel covers, which also tames the sensor noise.
-            imageops::resize(frame, sw, sh, imageops::FilterType::Triangle)
+            let mut reduced = RgbImage::new(sw, sh);
+            Resizer::new()
+                .resize(
+                    frame,
+                    &mut reduced,
+                    &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Box)),
+                )
+                .expect("same pixel types");
+            reduced
         };
         Plane {
             width: sw as usize,
@@ -248,25 +257,29 @@ fn clean(raw: &Binary) -> Binary {
 }
 
 /// Scales a working mask to the frame's size with smooth, sub-pixel edges:
-/// bilinear interpolation of the 0/1 mask, cut at one half.
+/// bilinear interpolation of the 0/255 mask, cut at one half.
 fn enlarge(mask: &Binary, width: u32, height: u32) -> GrayImage {
-    let (mw, mh) = (mask.width as f32, mask.height as f32);
-    let value = |x: isize, y: isize| -> f32 {
-        let x = x.clamp(0, mask.width as isize - 1) as usize;
-        let y = y.clamp(0, mask.height as isize - 1) as usize;
-        f32::from(u8::from(mask.get(x, y)))
-    };
-    GrayImage::from_fn(width, height, |x, y| {
-        let sx = (x as f32 + 0.5) * mw / width as f32 - 0.5;
-        let sy = (y as f32 + 0.5) * mh / height as f32 - 0.5;
-        let (x0, y0) = (sx.floor(), sy.floor());
-        let (fx, fy) = (sx - x0, sy - y0);
-        let (x0, y0) = (x0 as isize, y0 as isize);
-        let top = value(x0, y0) * (1.0 - fx) + value(x0 + 1, y0) * fx;
-        let bottom = value(x0, y0 + 1) * (1.0 - fx) + value(x0 + 1, y0 + 1) * fx;
-        let v = top * (1.0 - fy) + bottom * fy;
-        Luma([if v >= 0.5 { 255 } else { 0 }])
-    })
+    let small = GrayImage::from_raw(
+        mask.width as u32,
+        mask.height as u32,
+        mask.data
+            .iter()
+            .map(|&set| if set { 255 } else { 0 })
+            .collect(),
+    )
+    .expect("sized to fit");
+    let mut large = GrayImage::new(width, height);
+    Resizer::new()
+        .resize(
+            &small,
+            &mut large,
+            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
+        )
+        .expect("same pixel types");
+    for value in large.iter_mut() {
+        *value = if *value >= 128 { 255 } else { 0 };
+    }
+    large
 }
 
 #[cfg(test)]

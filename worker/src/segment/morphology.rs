@@ -18,6 +18,7 @@ impl Binary {
         }
     }
 
+    #[cfg(test)]
     pub fn get(&self, x: usize, y: usize) -> bool {
         self.data[y * self.width + x]
     }

@@ -1,6 +1,5 @@
-//! `buybuddy bench`: measurements that print figures. `bench queue` enqueues and
-//! drains no-op jobs with 1 and 2 worker processes and measures how fast a job
-//! pushed into an idle queue is picked up.
+//! `bench queue`: enqueues and drains no-op jobs with 1 and 2 worker processes
+//! and measures how fast a job pushed into an idle queue is picked up.
 
 use std::{
     process::Stdio,
@@ -12,19 +11,13 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::process::{Child, Command as Process};
 
+use super::Throwaway;
 use crate::{
     config::DbArgs,
     db,
     jobs::{JobSpec, noop::Noop},
     queue::{self, DEFAULT_QUEUE, Enqueue},
 };
-
-#[derive(clap::Subcommand, Debug)]
-pub enum Command {
-    /// Queue throughput and pickup latency with no-op jobs, in a throwaway
-    /// database of the embedded cluster.
-    Queue(QueueArgs),
-}
 
 #[derive(clap::Args, Debug)]
 pub struct QueueArgs {
@@ -55,22 +48,11 @@ struct Round {
     pickup_ms: Vec<f64>,
 }
 
-pub async fn run(command: Command) -> anyhow::Result<()> {
-    let Command::Queue(args) = command;
-    if args.db.database_url.is_some() {
-        bail!(
-            "the queue benchmark uses a throwaway database in the embedded cluster: unset DATABASE_URL"
-        );
-    }
-    let cluster = db::embedded_cluster(&args.db)?;
-    let started = cluster.clone();
-    tokio::task::spawn_blocking(move || started.ensure_running()).await??;
-    let name = format!("buybuddy_bench_{}", std::process::id());
-    db::create_database(&cluster, &name).await?;
-    let url = cluster.url(&name)?;
+pub async fn run(args: QueueArgs) -> anyhow::Result<()> {
+    let scratch = Throwaway::create(&args.db).await?;
+    let url = scratch.url.clone();
     let result = async {
         let pool = db::connect(&url, 4, &[]).await?;
-        db::schema::migrate(&pool).await?;
         let version: String = sqlx::query_scalar("SELECT current_setting('server_version')")
             .fetch_one(&pool)
             .await?;
@@ -83,7 +65,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Ok::<_, anyhow::Error>((version, rounds))
     }
     .await;
-    drop_database(&cluster, &name).await?;
+    scratch.drop().await?;
     let (version, rounds) = result?;
 
     println!(
@@ -234,15 +216,6 @@ async fn stop(child: &mut Child) {
     {
         let _ = child.kill().await;
     }
-}
-
-async fn drop_database(cluster: &db::embedded::Cluster, name: &str) -> anyhow::Result<()> {
-    let admin = db::connect(&cluster.url("postgres")?, 1, &[]).await?;
-    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&admin)
-        .await?;
-    Ok(())
 }
 
 fn percentile(values: &[f64], q: f64) -> f64 {

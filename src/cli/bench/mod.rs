@@ -1,0 +1,64 @@
+//! `buybuddy bench`: measurements that print figures (never pass/fail tests).
+
+mod queue;
+mod video;
+
+use anyhow::bail;
+
+use crate::{
+    config::{DbArgs, Secret},
+    db,
+};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Queue throughput and pickup latency with no-op jobs, in a throwaway
+    /// database of the embedded cluster.
+    Queue(queue::QueueArgs),
+    /// Decode (against `ffmpeg -benchmark`), segmentation and post-processing
+    /// speed, and end-to-end time, on a 10 s 1080p H.264 clip.
+    Video(video::VideoArgs),
+}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Queue(args) => queue::run(args).await,
+        Command::Video(args) => video::run(args).await,
+    }
+}
+
+/// A migrated database of its own in the embedded cluster, dropped afterwards.
+struct Throwaway {
+    cluster: db::embedded::Cluster,
+    name: String,
+    url: Secret,
+}
+
+impl Throwaway {
+    async fn create(args: &DbArgs) -> anyhow::Result<Self> {
+        if args.database_url.is_some() {
+            bail!(
+                "benchmarks use a throwaway database in the embedded cluster: unset DATABASE_URL"
+            );
+        }
+        let cluster = db::embedded_cluster(args)?;
+        let started = cluster.clone();
+        tokio::task::spawn_blocking(move || started.ensure_running()).await??;
+        let name = format!("buybuddy_bench_{}", std::process::id());
+        db::create_database(&cluster, &name).await?;
+        let url = cluster.url(&name)?;
+        let pool = db::connect(&url, 1, &[]).await?;
+        db::schema::migrate(&pool).await?;
+        pool.close().await;
+        Ok(Self { cluster, name, url })
+    }
+
+    async fn drop(self) -> anyhow::Result<()> {
+        let admin = db::connect(&self.cluster.url("postgres")?, 1, &[]).await?;
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&admin)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,253 @@
+//! `bench video`: on a 10 s 1080p H.264 clip (made here unless given), how fast
+//! we decode every frame compared with `ffmpeg -benchmark -i clip -f null -` in
+//! the same run, how fast segmentation and post-processing go, and how long the
+//! whole video job takes through `buybuddy process`.
+
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use buybuddy_worker::{
+    media::{
+        decode,
+        synthetic::{Codec, Scene},
+    },
+    postprocess,
+    segment::{ClassicSegmenter, Segmenter},
+};
+
+use super::Throwaway;
+use crate::config::DbArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct VideoArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// The clip to measure; a 10 s 1920x1080 30 fps H.264 sample is made (and
+    /// kept in the data folder) when unset.
+    #[arg(long)]
+    clip: Option<PathBuf>,
+    /// Runs of each measurement; the best one counts.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Frames sampled by the pipeline measurements.
+    #[arg(long, default_value_t = 24)]
+    frames: usize,
+}
+
+pub async fn run(args: VideoArgs) -> anyhow::Result<()> {
+    let clip = match &args.clip {
+        Some(clip) => clip.clone(),
+        None => sample_clip(&args.db.data_dir).await?,
+    };
+    let runs = args.runs.max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    // Decoding every frame: ours against the ffmpeg program, same libraries.
+    let mut ours = Duration::MAX;
+    let mut frames = 0;
+    for _ in 0..runs {
+        let path = clip.clone();
+        let started = Instant::now();
+        frames = tokio::task::spawn_blocking(move || decode::decode_all(&path)).await??;
+        ours = ours.min(started.elapsed());
+    }
+    let mut theirs = Duration::MAX;
+    for _ in 0..runs {
+        theirs = theirs.min(ffmpeg_null(&clip).await?);
+    }
+    let ours_fps = frames as f64 / ours.as_secs_f64();
+    let theirs_fps = frames as f64 / theirs.as_secs_f64();
+
+    // The pipeline's own steps on its sample of frames.
+    let path = clip.clone();
+    let wanted = args.frames;
+    let (sample_time, (info, sampled)) =
+        timed_blocking(move || decode::sample_frames(&path, wanted)).await?;
+    let images: Vec<_> = sampled.iter().map(|f| f.image.clone()).collect();
+    let segmenting = images.clone();
+    let (segment_time, masks) =
+        timed_blocking(move || ClassicSegmenter::default().segment(&segmenting, "product")).await?;
+    let options = postprocess::Options::default();
+    let (one_core, _) = {
+        let (images, masks, options) = (images.clone(), masks.clone(), options.clone());
+        timed_blocking(move || {
+            for (image, mask) in images.iter().zip(&masks) {
+                postprocess::process(image, mask, &options);
+            }
+            Ok::<_, anyhow::Error>(())
+        })
+        .await?
+    };
+    let (all_cores, _) = {
+        let (images, masks, options) = (images.clone(), masks.clone(), options.clone());
+        timed_blocking(move || {
+            let chunk = images.len().div_ceil(cores).max(1);
+            std::thread::scope(|scope| {
+                for (images, masks) in images.chunks(chunk).zip(masks.chunks(chunk)) {
+                    let options = &options;
+                    scope.spawn(move || {
+                        for (i, m) in images.iter().zip(masks) {
+                            postprocess::process(i, m, options);
+                        }
+                    });
+                }
+            });
+            Ok::<_, anyhow::Error>(())
+        })
+        .await?
+    };
+
+    // The whole job, as a user runs it, against a throwaway database.
+    let scratch = Throwaway::create(&args.db).await?;
+    let storage = tempfile::tempdir()?;
+    let mut end_to_end = Vec::new();
+    let result = async {
+        for run in 0..runs {
+            end_to_end.push(process(&clip, &scratch, storage.path(), run, args.frames).await?);
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    scratch.drop().await?;
+    result?;
+
+    let n = sampled.len() as f64;
+    println!(
+        "\nvideo benchmark: {} ({} {}x{}, {} frames, {:.1} s), {cores} CPU cores, best of {runs}",
+        clip.display(),
+        info.codec,
+        info.width,
+        info.height,
+        info.frame_count,
+        info.duration_s
+    );
+    println!("{:<44} {:>12} {:>10}", "", "time", "frames/s");
+    let row = |name: &str, time: Duration, count: f64| {
+        println!(
+            "{name:<44} {:>10.3} s {:>10.1}",
+            time.as_secs_f64(),
+            count / time.as_secs_f64()
+        );
+    };
+    row("decode every frame (ours)", ours, frames as f64);
+    row(
+        "decode every frame (ffmpeg -benchmark -f null)",
+        theirs,
+        frames as f64,
+    );
+    println!("{:<44} {:>12.2}x", "ours / ffmpeg", ours_fps / theirs_fps);
+    row(
+        &format!("decode {} sampled frames to RGB", sampled.len()),
+        sample_time,
+        n,
+    );
+    row("segment (classic, CPU)", segment_time, n);
+    row("post-process to 518x518 PNG, one core", one_core, n);
+    row(
+        &format!("post-process to 518x518 PNG, {cores} cores"),
+        all_cores,
+        n,
+    );
+    let best = end_to_end.iter().copied().min().unwrap_or_default();
+    let listed: Vec<String> = end_to_end
+        .iter()
+        .map(|d| format!("{:.2} s", d.as_secs_f64()))
+        .collect();
+    println!(
+        "{:<44} {:>10.3} s   (runs: {})",
+        format!("end to end: buybuddy process, {} frames", args.frames),
+        best.as_secs_f64(),
+        listed.join(", ")
+    );
+    Ok(())
+}
+
+async fn timed_blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> anyhow::Result<(Duration, T)>
+where
+    T: Send + 'static,
+    E: Into<anyhow::Error> + Send + 'static,
+{
+    let started = Instant::now();
+    let value = tokio::task::spawn_blocking(work)
+        .await?
+        .map_err(Into::into)?;
+    Ok((started.elapsed(), value))
+}
+
+/// The clip the figures are about: made once, then reused.
+async fn sample_clip(data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let clip = data_dir.join("bench").join("clip-1080p30-10s.mp4");
+    if clip.exists() {
+        return Ok(clip);
+    }
+    std::fs::create_dir_all(clip.parent().expect("has a folder"))?;
+    eprintln!("making {} (once)", clip.display());
+    let scene = Scene {
+        width: 1920,
+        height: 1080,
+        frames: 300,
+        fps: 30,
+        ..Scene::default()
+    };
+    let target = clip.clone();
+    tokio::task::spawn_blocking(move || scene.write_video(&target, Codec::H264, false)).await??;
+    Ok(clip)
+}
+
+/// Wall time of `ffmpeg -benchmark -i clip -f null -`.
+async fn ffmpeg_null(clip: &std::path::Path) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let output = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-benchmark", "-i"])
+        .arg(clip)
+        .args(["-f", "null", "-"])
+        .stdout(Stdio::null())
+        .output()
+        .await
+        .context("running ffmpeg")?;
+    let elapsed = started.elapsed();
+    if !output.status.success() {
+        bail!("ffmpeg failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(elapsed)
+}
+
+/// Wall time of `buybuddy process` on the clip.
+async fn process(
+    clip: &std::path::Path,
+    scratch: &Throwaway,
+    storage: &std::path::Path,
+    run: usize,
+    frames: usize,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let output = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("process")
+        .arg(clip)
+        .args([
+            "--barcode",
+            &format!("bench{run}"),
+            "--frames",
+            &frames.to_string(),
+        ])
+        .arg("--storage")
+        .arg(storage)
+        .env("DATABASE_URL", scratch.url.expose())
+        .env("RUST_LOG", "warn")
+        .output()
+        .await?;
+    let elapsed = started.elapsed();
+    if !output.status.success() {
+        bail!(
+            "process failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(elapsed)
+}
