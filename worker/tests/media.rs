@@ -165,6 +165,41 @@ fn files_that_are_not_videos_say_what_they_are() {
 }
 
 #[test]
+fn a_variable_frame_rate_video_is_sampled_evenly_in_time() {
+    let steady = scratch("steady.mp4");
+    small_scene()
+        .write_video(&steady, Codec::H264, false)
+        .unwrap();
+    // Re-time it: the first 10 frames over 2 s, the other 20 over the next second.
+    let vfr = scratch("vfr.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&steady)
+        .args([
+            "-vf",
+            "setpts='if(lt(N,10),N*0.2,2+(N-10)*0.05)/TB'",
+            "-fps_mode",
+            "vfr",
+        ])
+        .args(["-c:v", "libx264", "-preset", "veryfast"])
+        .arg(&vfr)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (info, frames) = decode::sample_frames(&vfr, 4).unwrap();
+    assert_eq!(info.frame_count, 30);
+    let times: Vec<f64> = frames.iter().map(|f| f.time_s).collect();
+    println!("sampled at {times:?} s over {:.2} s", info.duration_s);
+    // Evenly in time: two samples in the slow first part, though it holds a third
+    // of the frames.
+    for (time, target) in times.iter().zip([0.0, 0.983, 1.967, 2.95]) {
+        assert!((time - target).abs() <= 0.11, "{times:?}");
+    }
+    let indices: Vec<usize> = frames.iter().map(|f| f.index).collect();
+    assert!(indices[1] < 10, "{indices:?}");
+}
+
+#[test]
 fn a_one_frame_video_gives_its_one_frame() {
     let scene = Scene {
         frames: 1,

@@ -71,7 +71,7 @@ fn init() {
 pub fn sample_frames(path: &Path, count: usize) -> Result<(VideoInfo, Vec<Frame>), DecodeError> {
     init();
     let times = frame_times(path)?;
-    let wanted = evenly_spaced(times.timestamps.len(), count.max(1));
+    let wanted = evenly_spaced_in_time(&times.timestamps, count.max(1));
     let targets: VecDeque<(usize, i64)> = wanted
         .into_iter()
         .map(|i| (i, times.timestamps[i]))
@@ -192,6 +192,43 @@ pub fn libavcodec_version() -> (u32, u32, u32) {
     init();
     let v = ffmpeg::codec::version();
     (v >> 16, (v >> 8) & 0xff, v & 0xff)
+}
+
+/// Indices of the frames nearest to `count` instants spread evenly from the
+/// first frame's time to the last one's (fewer when frames are too sparse to
+/// give distinct ones). With a variable frame rate this samples time, not the
+/// stretches where frames happen to be dense.
+pub fn evenly_spaced_in_time(timestamps: &[i64], count: usize) -> Vec<usize> {
+    let total = timestamps.len();
+    if count >= total || total <= 1 {
+        return (0..total).collect();
+    }
+    let (first, last) = (timestamps[0] as i128, timestamps[total - 1] as i128);
+    // Instant i is `at / steps`, kept as a fraction so that ties round up as
+    // `evenly_spaced` does and a steady rate samples exactly like it.
+    let steps = count.saturating_sub(1).max(1) as i128;
+    let mut picks: Vec<usize> = Vec::with_capacity(count);
+    for i in 0..count {
+        let at = if count == 1 {
+            (first + last) * steps / 2
+        } else {
+            first * steps + (last - first) * i as i128
+        };
+        let after = timestamps
+            .partition_point(|&t| (t as i128) * steps < at)
+            .min(total - 1);
+        let nearest = if after > 0
+            && at - timestamps[after - 1] as i128 * steps < timestamps[after] as i128 * steps - at
+        {
+            after - 1
+        } else {
+            after
+        };
+        if picks.last() != Some(&nearest) {
+            picks.push(nearest);
+        }
+    }
+    picks
 }
 
 /// Indices of `count` items spread evenly over `total`, first and last included.
@@ -406,6 +443,22 @@ mod tests {
         assert_eq!(picks.len(), 24);
         assert!(picks.windows(2).all(|w| w[0] < w[1]));
         assert_eq!((picks[0], picks[23]), (0, 300));
+    }
+
+    #[test]
+    fn samples_spread_over_time_when_the_frame_rate_varies() {
+        // 10 frames a second for a second, then 50 a second for a second.
+        let mut times: Vec<i64> = (0..10).map(|i| i * 100).collect();
+        times.extend((0..50).map(|i| 1000 + i * 20));
+        // The instants are 0, 495, 990, 1485 and 1980 ms; each takes its
+        // nearest frame, however dense the frames around it.
+        let picks = evenly_spaced_in_time(&times, 5);
+        let at: Vec<i64> = picks.iter().map(|&i| times[i]).collect();
+        assert_eq!(at, vec![0, 500, 1000, 1480, 1980]);
+        // A constant rate samples like the index does.
+        let steady: Vec<i64> = (0..100).collect();
+        assert_eq!(evenly_spaced_in_time(&steady, 5), evenly_spaced(100, 5));
+        assert_eq!(evenly_spaced_in_time(&[5, 6], 4), vec![0, 1]);
     }
 
     #[test]
