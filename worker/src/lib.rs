@@ -2,7 +2,9 @@
 //! and the clients of external services, kept apart from the server and the queue
 //! so that it can be built and benchmarked on its own.
 
+pub mod buybuddy;
 pub mod download;
+pub mod gemini;
 pub mod media;
 pub mod postprocess;
 pub mod retry;
