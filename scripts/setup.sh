@@ -31,7 +31,8 @@ apt_install ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
 # A machine may carry its own Node.js build (which bundles npm); Debian's is used otherwise.
 command -v npm >/dev/null || apt_install nodejs npm
 if [ "$WITH_TEST" = 1 ]; then
-	apt_install procps
+	# procps: process checks; python3-venv: the Gemini SDK the protocol tests compare with.
+	apt_install procps python3 python3-venv
 fi
 
 step "Rust toolchain"
@@ -80,6 +81,19 @@ if [ -f node_modules/htmx.org/dist/htmx.min.js ] && [ package-lock.json -ot node
 else
 	info "npm ci"
 	npm ci --no-audit --no-fund --loglevel=error
+fi
+
+if [ "$WITH_TEST" = 1 ]; then
+	step "Gemini's Python SDK (the reference the client's requests are compared with)"
+	venv="$REPO_ROOT/.data/venv"
+	want=$(cat tests/sdk/requirements.txt)
+	if [ -x "$venv/bin/python" ] && "$venv/bin/pip" freeze 2>/dev/null | grep -qx "$want"; then
+		info "already installed: $want in $venv"
+	else
+		[ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
+		info "pip install $want"
+		"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+	fi
 fi
 
 step "Set-up complete"

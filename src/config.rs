@@ -175,6 +175,115 @@ pub struct PipelineArgs {
     /// Longest wait for the next bytes of a video download before retrying.
     #[arg(long, env = "BUYBUDDY_DOWNLOAD_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub download_timeout: Duration,
+
+    #[command(flatten)]
+    pub gemini: GeminiArgs,
+}
+
+/// The Gemini API, which reads a product's catalog metadata from its video.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GeminiArgs {
+    /// Gemini API key. Without it the metadata stage is skipped and the
+    /// segmentation prompt falls back to the catalog name.
+    #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true)]
+    pub gemini_api_key: Option<Secret>,
+
+    /// Gemini model that reads the videos.
+    #[arg(long, env = "GEMINI_MODEL", default_value = buybuddy_worker::gemini::DEFAULT_MODEL)]
+    pub gemini_model: String,
+
+    /// Gemini API endpoint (scheme, host and optional path prefix).
+    #[arg(long, env = "GEMINI_BASE_URL", default_value = buybuddy_worker::gemini::DEFAULT_BASE_URL)]
+    pub gemini_base_url: String,
+
+    /// Videos up to this size are sent inside the request; larger ones through
+    /// the Files API (upload, wait until processed, delete afterwards).
+    #[arg(long, env = "GEMINI_INLINE_LIMIT", default_value = "14MiB", value_parser = parse_bytes)]
+    pub gemini_inline_limit: u64,
+
+    /// Longest wait for one Gemini answer.
+    #[arg(long, env = "GEMINI_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub gemini_timeout: Duration,
+
+    /// Tries per Gemini request for rate limits, 5xx answers and timeouts.
+    #[arg(long, env = "GEMINI_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub gemini_attempts: u32,
+}
+
+impl GeminiArgs {
+    /// The client, when a key is configured.
+    pub fn client(&self) -> anyhow::Result<Option<buybuddy_worker::gemini::Gemini>> {
+        let Some(key) = self
+            .gemini_api_key
+            .as_ref()
+            .filter(|k| !k.expose().trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let url = self.gemini_base_url.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!("GEMINI_BASE_URL {url:?} is not an http(s) URL");
+        }
+        let settings = buybuddy_worker::gemini::Settings {
+            model: self.gemini_model.trim().to_owned(),
+            base_url: url.to_owned(),
+            inline_limit: self.gemini_inline_limit,
+            request_timeout: self.gemini_timeout,
+            attempts: self.gemini_attempts,
+            ..buybuddy_worker::gemini::Settings::new(key.expose().trim())
+        };
+        Ok(Some(buybuddy_worker::gemini::Gemini::new(settings)?))
+    }
+}
+
+/// The Buybuddy legacy API, source of the product catalog.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BuybuddyArgs {
+    /// Base URL of the Buybuddy legacy API.
+    #[arg(long, env = "BUYBUDDY_API_URL")]
+    pub buybuddy_api_url: Option<String>,
+
+    /// User name for the Buybuddy API.
+    #[arg(long, env = "BUYBUDDY_USERNAME")]
+    pub buybuddy_username: Option<String>,
+
+    /// Password for the Buybuddy API.
+    #[arg(long, env = "BUYBUDDY_PASSWORD", hide_env_values = true)]
+    pub buybuddy_password: Option<Secret>,
+
+    /// Products asked per page of the catalog.
+    #[arg(long, env = "BUYBUDDY_API_PAGE_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub buybuddy_page_size: u32,
+}
+
+impl BuybuddyArgs {
+    /// The client, when the API is configured; an error names what is missing.
+    pub fn client(&self) -> anyhow::Result<Option<buybuddy_worker::buybuddy::Buybuddy>> {
+        let Some(url) = self
+            .buybuddy_api_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        else {
+            return Ok(None);
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!("BUYBUDDY_API_URL {url:?} is not an http(s) URL");
+        }
+        let (Some(username), Some(password)) = (
+            self.buybuddy_username.as_deref(),
+            self.buybuddy_password.as_ref(),
+        ) else {
+            anyhow::bail!(
+                "BUYBUDDY_API_URL is set but BUYBUDDY_USERNAME or BUYBUDDY_PASSWORD is not"
+            );
+        };
+        let settings = buybuddy_worker::buybuddy::Settings {
+            page_size: self.buybuddy_page_size,
+            ..buybuddy_worker::buybuddy::Settings::new(url, username, password.expose())
+        };
+        Ok(Some(buybuddy_worker::buybuddy::Buybuddy::new(settings)?))
+    }
 }
 
 /// Reads sizes like `2GiB`, `500MiB`, `64KiB` or a number of bytes.

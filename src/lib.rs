@@ -9,4 +9,5 @@ pub mod jobs;
 pub mod pipeline;
 pub mod queue;
 pub mod realtime;
+pub mod sync;
 pub mod web;

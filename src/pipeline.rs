@@ -12,6 +12,7 @@ use std::{path::PathBuf, sync::Arc};
 use anyhow::anyhow;
 use buybuddy_worker::{
     download::{self, DownloadError},
+    gemini::{Gemini, GeminiError, Hints, ProductMetadata},
     media::decode::{self, DecodeError, Frame, VideoInfo},
     postprocess::{self, Background, Processed},
     segment::{ClassicSegmenter, Segmenter},
@@ -36,6 +37,8 @@ pub struct Pipeline {
     pub storage: Storage,
     pub s3: S3Settings,
     pub segmenter: Arc<dyn Segmenter>,
+    /// Reads catalog metadata from the video; the stage is skipped without it.
+    pub gemini: Option<Gemini>,
     /// Frames sampled from each video unless a job asks otherwise.
     pub frames: u32,
     pub post: postprocess::Options,
@@ -49,6 +52,7 @@ impl std::fmt::Debug for Pipeline {
         f.debug_struct("Pipeline")
             .field("storage", &self.storage.describe())
             .field("segmenter", &self.segmenter.name())
+            .field("gemini", &self.gemini.as_ref().map(|g| &g.settings().model))
             .field("frames", &self.frames)
             .finish_non_exhaustive()
     }
@@ -74,6 +78,7 @@ impl Pipeline {
             storage: storage.open(data_dir).await?,
             s3: storage.s3_settings(),
             segmenter: Arc::new(ClassicSegmenter::default()),
+            gemini: pipeline.gemini.client()?,
             frames: pipeline.frames,
             post: postprocess::Options {
                 background: pipeline.background,
@@ -119,29 +124,96 @@ impl Pipeline {
             .map_err(download_error)?;
 
         let wanted = request.frames.unwrap_or(self.frames).max(1) as usize;
+        let catalog_name = db::catalog::name_of(ctx.pool(), &request.barcode).await?;
+        let hints = Hints {
+            barcode: request.barcode.clone(),
+            catalog_name: catalog_name.clone(),
+        };
         ctx.stage(
             "decode",
             12,
             &format!("Decoding {wanted} evenly spaced frames"),
         )
         .await?;
+        // Gemini reads the video while it is decoded here: the two take a
+        // similar time and neither waits for the other.
+        let reading = async {
+            match &self.gemini {
+                Some(gemini) => {
+                    let path = video.path.clone();
+                    let mime = tokio::task::spawn_blocking(move || {
+                        buybuddy_worker::media::video_mime_type(&path)
+                    })
+                    .await
+                    .map_err(|e| GeminiError::Protocol(e.to_string()))??;
+                    gemini
+                        .describe_product(&video.path, mime, &hints)
+                        .await
+                        .map(Some)
+                }
+                None => Ok(None),
+            }
+        };
         let path = video.path.clone();
-        let (info, frames) =
-            tokio::task::spawn_blocking(move || decode::sample_frames(&path, wanted))
-                .await
-                .map_err(|e| JobError::Transient(e.into()))?
-                .map_err(decode_error)?;
-        drop(scratch);
+        let decoding = tokio::task::spawn_blocking(move || decode::sample_frames(&path, wanted));
+        tokio::pin!(reading, decoding);
+        let mut described = None;
+        let decoded = loop {
+            tokio::select! {
+                decoded = &mut decoding => break decoded,
+                answer = &mut reading, if described.is_none() => described = Some(answer),
+            }
+        };
+        let (info, frames) = decoded
+            .map_err(|e| JobError::Transient(e.into()))?
+            .map_err(decode_error)?;
         ctx.event(Level::Info, &describe(&info, frames.len()))
             .await?;
 
-        let prompt = "product".to_owned();
-        ctx.stage(
-            "metadata",
-            25,
-            &format!("Skipped: catalog metadata (Gemini) is not set up on this worker; the segmentation prompt is {prompt:?}"),
-        )
-        .await?;
+        let metadata = match &self.gemini {
+            Some(gemini) => {
+                ctx.stage(
+                    "metadata",
+                    25,
+                    &format!(
+                        "Asking Gemini ({}) for the product's catalog metadata",
+                        gemini.settings().model
+                    ),
+                )
+                .await?;
+                let answer = match described {
+                    Some(answer) => answer,
+                    None => reading.await,
+                };
+                let metadata = answer.map_err(gemini_error)?;
+                if let Some(found) = &metadata {
+                    ctx.event(Level::Info, &describe_metadata(found)).await?;
+                }
+                metadata
+            }
+            None => None,
+        };
+        drop(scratch);
+        let prompt = match (&metadata, &catalog_name) {
+            (Some(found), _) => found.grounding_prompt.clone(),
+            (None, Some(name)) if !name.trim().is_empty() => name.trim().to_owned(),
+            _ => "product".to_owned(),
+        };
+        if self.gemini.is_none() {
+            let from = if prompt == "product" {
+                "the default"
+            } else {
+                "the catalog name"
+            };
+            ctx.stage(
+                "metadata",
+                25,
+                &format!(
+                    "Skipped: GEMINI_API_KEY is not set on this worker; the segmentation prompt is {prompt:?} ({from})"
+                ),
+            )
+            .await?;
+        }
 
         ctx.stage(
             "segment",
@@ -155,10 +227,12 @@ impl Pipeline {
         .await?;
         let segmenter = self.segmenter.clone();
         let images: Vec<_> = frames.iter().map(|f| f.image.clone()).collect();
-        let masks = tokio::task::spawn_blocking(move || segmenter.segment(&images, &prompt))
-            .await
-            .map_err(|e| JobError::Transient(e.into()))?
-            .map_err(JobError::Transient)?;
+        let segment_prompt = prompt.clone();
+        let masks =
+            tokio::task::spawn_blocking(move || segmenter.segment(&images, &segment_prompt))
+                .await
+                .map_err(|e| JobError::Transient(e.into()))?
+                .map_err(JobError::Transient)?;
 
         ctx.stage(
             "post-process",
@@ -240,7 +314,8 @@ impl Pipeline {
                 job_id: ctx.job_id,
                 barcode: request.barcode.clone(),
                 video_id: request.video_id,
-                grounding_prompt: None,
+                grounding_prompt: metadata.as_ref().map(|m| m.grounding_prompt.clone()),
+                metadata: metadata.clone(),
                 frames_path: frames_url.clone(),
             },
             &rows,
@@ -252,7 +327,8 @@ impl Pipeline {
         }
         Ok(json!({
             "status": "completed",
-            "metadata": null,
+            "metadata": metadata,
+            "grounding_prompt": prompt,
             "frame_count": rows.len(),
             "frames_url": frames_url,
             "product_id": saved.product_id,
@@ -371,6 +447,28 @@ fn describe(info: &VideoInfo, sampled: usize) -> String {
         "Video: {} in {}, {}x{}{turn}, {} frames over {:.1} s; {sampled} sampled",
         info.codec, info.container, info.width, info.height, info.frame_count, info.duration_s
     )
+}
+
+fn describe_metadata(found: &ProductMetadata) -> String {
+    let brand = found
+        .brand_name
+        .as_deref()
+        .map(|b| format!(" by {b}"))
+        .unwrap_or_default();
+    format!(
+        "Gemini: {}{brand}; segmentation prompt {:?}; visibility {}/100",
+        found.product_name, found.grounding_prompt, found.visibility_score
+    )
+}
+
+fn gemini_error(error: GeminiError) -> JobError {
+    let transient = error.is_transient();
+    let error = anyhow!("Gemini: {error}");
+    if transient {
+        JobError::Transient(error)
+    } else {
+        JobError::Permanent(error)
+    }
 }
 
 fn download_error(error: DownloadError) -> JobError {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use sqlx::PgPool;
 
 use crate::{
-    config::{DbArgs, StorageArgs},
+    config::{BuybuddyArgs, DbArgs, GeminiArgs, StorageArgs},
     db::{self, Target},
     queue::DEFAULT_QUEUE,
 };
@@ -18,6 +18,12 @@ pub struct Args {
 
     #[command(flatten)]
     storage: StorageArgs,
+
+    #[command(flatten)]
+    gemini: GeminiArgs,
+
+    #[command(flatten)]
+    api: BuybuddyArgs,
 
     /// Queue whose workers and backlog are reported.
     #[arg(long, env = "BUYBUDDY_QUEUE", default_value = DEFAULT_QUEUE)]
@@ -31,6 +37,11 @@ struct Report {
 impl Report {
     fn ok(&mut self, part: &str, detail: impl AsRef<str>) {
         println!("OK    {part:<10} {}", detail.as_ref());
+    }
+
+    /// Something optional that is not set up.
+    fn absent(&mut self, part: &str, detail: impl AsRef<str>) {
+        println!("--    {part:<10} {}", detail.as_ref());
     }
 
     fn problem(&mut self, part: &str, detail: impl AsRef<str>) {
@@ -68,6 +79,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(error) => report.problem("storage", format!("{location}: {error:#}")),
     }
     media(&mut report);
+    gemini(&mut report, &args.gemini).await;
+    catalog(&mut report, &args.api).await;
     Ok(if report.problems == 0 {
         ExitCode::SUCCESS
     } else {
@@ -176,5 +189,38 @@ fn media(report: &mut Report) {
             "ffmpeg-cli",
             "the ffmpeg program is missing (sample videos need it): run scripts/setup.sh",
         ),
+    }
+}
+
+/// Whether the configured key and model answer.
+async fn gemini(report: &mut Report, args: &GeminiArgs) {
+    match args.client() {
+        Ok(None) => report.absent(
+            "gemini",
+            "GEMINI_API_KEY is not set: videos are processed without catalog metadata",
+        ),
+        Ok(Some(client)) => {
+            let model = &client.settings().model;
+            match client.check_model().await {
+                Ok(()) => report.ok("gemini", format!("model {model} answers")),
+                Err(error) => report.problem("gemini", format!("model {model}: {error}")),
+            }
+        }
+        Err(error) => report.problem("gemini", format!("{error:#}")),
+    }
+}
+
+/// Whether the Buybuddy API takes the configured credentials.
+async fn catalog(report: &mut Report, args: &BuybuddyArgs) {
+    match args.client() {
+        Ok(None) => report.absent(
+            "buybuddy",
+            "BUYBUDDY_API_URL is not set: the catalog cannot be synced",
+        ),
+        Ok(Some(client)) => match client.sign_in().await {
+            Ok(()) => report.ok("buybuddy", format!("signed in to {}", client.base_url())),
+            Err(error) => report.problem("buybuddy", format!("{error}")),
+        },
+        Err(error) => report.problem("buybuddy", format!("{error:#}")),
     }
 }

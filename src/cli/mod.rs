@@ -5,6 +5,7 @@ mod db;
 mod doctor;
 mod jobs;
 mod serve;
+mod sync;
 mod video;
 mod worker;
 
@@ -58,6 +59,8 @@ pub enum Command {
     Process(video::ProcessArgs),
     /// Queue one product video for the workers.
     Enqueue(video::EnqueueArgs),
+    /// Fetch the Buybuddy catalog, report unprocessed products, and queue them with --enqueue.
+    Sync(sync::Args),
     /// Write a sample product video (a box turning on a plain background).
     SampleVideo(video::SampleArgs),
     /// Manage the embedded PostgreSQL cluster (used when DATABASE_URL is unset).
@@ -111,6 +114,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => return doctor::run(args).await,
         Command::Process(args) => return video::process(args).await,
         Command::Enqueue(args) => video::enqueue(args).await?,
+        Command::Sync(args) => sync::run(args).await?,
         Command::SampleVideo(args) => video::sample_video(args).await?,
         Command::Db(command) => db::run(command).await?,
         Command::Jobs(command) => jobs::run(command).await?,

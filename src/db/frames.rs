@@ -27,6 +27,9 @@ pub struct ProductOfJob {
     pub barcode: String,
     pub video_id: Option<i32>,
     pub grounding_prompt: Option<String>,
+    /// Catalog metadata read from the video; the product's fields are left as
+    /// they are without it.
+    pub metadata: Option<buybuddy_worker::gemini::ProductMetadata>,
     /// Where the job's frames are, for `jobs.frames_path`.
     pub frames_path: String,
 }
@@ -49,19 +52,46 @@ pub async fn save(
     frames: &[NewFrame],
 ) -> sqlx::Result<Saved> {
     let mut tx = pool.begin().await?;
+    let m = product.metadata.as_ref();
+    let text = |f: fn(&buybuddy_worker::gemini::ProductMetadata) -> &Option<String>| {
+        m.and_then(|m| f(m).clone())
+    };
     let product_id = sqlx::query_scalar!(
         r#"
-        INSERT INTO products (barcode, video_id, grounding_prompt, status)
-        VALUES ($1, $2, $3, 'needs_review')
+        INSERT INTO products (barcode, video_id, grounding_prompt, status, brand_name, sub_brand,
+                              product_name, variant_flavor, category, container_type, net_quantity,
+                              nutrition_facts, claims, visibility_score)
+        VALUES ($1, $2, $3, 'needs_review', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
         ON CONFLICT (barcode) DO UPDATE
         SET video_id = coalesce(EXCLUDED.video_id, products.video_id),
             grounding_prompt = coalesce(EXCLUDED.grounding_prompt, products.grounding_prompt),
-            status = 'needs_review'
+            status = 'needs_review',
+            brand_name = CASE WHEN $4 THEN EXCLUDED.brand_name ELSE products.brand_name END,
+            sub_brand = CASE WHEN $4 THEN EXCLUDED.sub_brand ELSE products.sub_brand END,
+            product_name = CASE WHEN $4 THEN EXCLUDED.product_name ELSE products.product_name END,
+            variant_flavor = CASE WHEN $4 THEN EXCLUDED.variant_flavor ELSE products.variant_flavor END,
+            category = CASE WHEN $4 THEN EXCLUDED.category ELSE products.category END,
+            container_type = CASE WHEN $4 THEN EXCLUDED.container_type ELSE products.container_type END,
+            net_quantity = CASE WHEN $4 THEN EXCLUDED.net_quantity ELSE products.net_quantity END,
+            nutrition_facts = CASE WHEN $4 THEN EXCLUDED.nutrition_facts ELSE products.nutrition_facts END,
+            claims = CASE WHEN $4 THEN EXCLUDED.claims ELSE products.claims END,
+            visibility_score = CASE WHEN $4 THEN EXCLUDED.visibility_score ELSE products.visibility_score END
         RETURNING id
         "#,
         product.barcode,
         product.video_id,
         product.grounding_prompt,
+        m.is_some(),
+        text(|m| &m.brand_name),
+        text(|m| &m.sub_brand),
+        m.map(|m| m.product_name.clone()),
+        text(|m| &m.variant_flavor),
+        text(|m| &m.category),
+        text(|m| &m.container_type),
+        text(|m| &m.net_quantity),
+        m.map(|m| Value::Object(m.nutrition_facts.clone())),
+        m.map(|m| m.claims.clone()) as Option<Vec<String>>,
+        m.map(|m| m.visibility_score),
     )
     .fetch_one(&mut *tx)
     .await?;

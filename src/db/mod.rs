@@ -1,6 +1,7 @@
 //! Database access: where the database is, connection pools, the schema, and
 //! one module of queries per table.
 
+pub mod catalog;
 pub mod embedded;
 pub mod frames;
 pub mod job_events;

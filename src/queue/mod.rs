@@ -45,6 +45,21 @@ impl From<JobSpec> for Enqueue {
 /// Creates jobs and their queue tasks in one transaction; returns the job ids
 /// in the order given.
 pub async fn enqueue(pool: &PgPool, queue: &str, jobs: Vec<Enqueue>) -> anyhow::Result<Vec<Uuid>> {
+    let mut tx = pool.begin().await?;
+    let ids = enqueue_in(&mut tx, queue, jobs).await?;
+    tx.commit().await?;
+    Ok(ids)
+}
+
+/// Creates jobs and their queue tasks inside the caller's transaction.
+pub async fn enqueue_in(
+    tx: &mut sqlx::PgConnection,
+    queue: &str,
+    jobs: Vec<Enqueue>,
+) -> anyhow::Result<Vec<Uuid>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut rows = Vec::with_capacity(jobs.len());
     let mut tasks = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -86,9 +101,7 @@ pub async fn enqueue(pool: &PgPool, queue: &str, jobs: Vec<Enqueue>) -> anyhow::
         });
     }
     let ids = rows.iter().map(|r| r.id).collect();
-    let mut tx = pool.begin().await?;
     db::jobs::insert_many(&mut *tx, &rows).await?;
     apalis_postgres::queries::push_tasks(&mut *tx, queue, tasks).await?;
-    tx.commit().await?;
     Ok(ids)
 }

@@ -1,7 +1,11 @@
 //! Shared test set-up against real parts: a scratch PostgreSQL cluster (no
 //! fsync) in the repository's data folder, a fresh database per test cloned from
-//! a migrated template, worker processes, and an in-process server.
+//! a migrated template, worker processes, an in-process server, and local
+//! servers speaking the external services' protocols.
 #![allow(dead_code)]
+
+pub mod catalog_api;
+pub mod gemini;
 
 use std::{
     future::Future,
@@ -467,6 +471,7 @@ impl TestPipeline {
             storage,
             s3: Default::default(),
             segmenter: Arc::new(buybuddy_worker::segment::ClassicSegmenter::default()),
+            gemini: None,
             frames: 8,
             post: Default::default(),
             limits,

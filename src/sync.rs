@@ -1,0 +1,125 @@
+//! Syncing the Buybuddy catalog: list it, store it, find the products not yet
+//! processed and, if asked, queue video jobs for them. `buybuddy sync` and the
+//! Sync page both run this.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use buybuddy_worker::buybuddy::{Buybuddy, CatalogProduct};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    db::{self, catalog::Unprocessed},
+    jobs::{JobSpec, video::Video},
+    pipeline::check_barcode,
+    queue::{self, Enqueue},
+};
+
+/// What a sync found and did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub pages: u32,
+    /// Distinct products listed.
+    pub listed: usize,
+    /// Items without a barcode or a video, or listed twice.
+    pub skipped: usize,
+    /// Products whose barcode cannot be used (see `check_barcode`).
+    pub unusable_barcodes: Vec<String>,
+    pub stored: db::catalog::Upserted,
+    /// Listed products with neither a product row nor a completed job.
+    pub unprocessed: Vec<Unprocessed>,
+    /// Jobs queued by this sync, by barcode.
+    pub enqueued: Vec<(String, Uuid)>,
+}
+
+impl Report {
+    /// Unprocessed products that already have a job queued or running.
+    pub fn in_progress(&self) -> usize {
+        self.unprocessed.iter().filter(|u| u.in_progress).count()
+    }
+}
+
+/// Lists the catalog, stores it, and with `enqueue` queues a video job for each
+/// unprocessed product that has none queued or running. Running it twice
+/// queues nothing the second time.
+pub async fn sync(
+    pool: &PgPool,
+    client: &Buybuddy,
+    queue_name: &str,
+    enqueue: bool,
+    progress: impl FnMut(u32, u32),
+) -> anyhow::Result<Report> {
+    let catalog = client
+        .list_products(progress)
+        .await
+        .context("listing the Buybuddy catalog")?;
+    let mut report = Report {
+        pages: catalog.pages,
+        skipped: catalog.skipped,
+        ..Report::default()
+    };
+    // A barcode listed twice keeps its last listing (the API lists newest last).
+    let mut by_barcode: BTreeMap<String, CatalogProduct> = BTreeMap::new();
+    for product in catalog.products {
+        if by_barcode
+            .insert(product.barcode.clone(), product)
+            .is_some()
+        {
+            report.skipped += 1;
+        }
+    }
+    report.listed = by_barcode.len();
+    let entries: Vec<db::catalog::Entry> = by_barcode
+        .into_values()
+        .map(|p| db::catalog::Entry {
+            barcode: p.barcode,
+            name: p.name,
+            video_url: p.video_url,
+            video_id: p.video_id,
+            processed: p.processed,
+            raw: p.raw,
+        })
+        .collect();
+    report.stored = db::catalog::upsert(pool, &entries).await?;
+    let barcodes: Vec<String> = entries.iter().map(|e| e.barcode.clone()).collect();
+    report.unusable_barcodes = barcodes
+        .iter()
+        .filter(|b| check_barcode(b).is_err())
+        .cloned()
+        .collect();
+
+    if !enqueue {
+        report.unprocessed = db::catalog::unprocessed(pool, &barcodes).await?;
+        return Ok(report);
+    }
+    let mut tx = pool.begin().await?;
+    db::catalog::lock_for_enqueue(&mut tx).await?;
+    report.unprocessed = db::catalog::unprocessed(&mut *tx, &barcodes).await?;
+    let jobs: Vec<Enqueue> = report
+        .unprocessed
+        .iter()
+        .filter(|u| !u.in_progress && check_barcode(&u.barcode).is_ok())
+        .map(|u| {
+            Enqueue::from(JobSpec::Video(Video {
+                video_url: u.video_url.clone(),
+                barcode: u.barcode.clone(),
+                video_id: u.video_id.and_then(|id| i32::try_from(id).ok()),
+                frames: None,
+                background: None,
+            }))
+        })
+        .collect();
+    let barcodes: Vec<String> = jobs
+        .iter()
+        .filter_map(|j| match &j.spec {
+            JobSpec::Video(video) => Some(video.barcode.clone()),
+            _ => None,
+        })
+        .collect();
+    let ids = queue::enqueue_in(&mut tx, queue_name, jobs).await?;
+    tx.commit().await?;
+    report.enqueued = barcodes.into_iter().zip(ids).collect();
+    Ok(report)
+}
