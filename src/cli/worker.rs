@@ -80,7 +80,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // Fetches, heartbeats, the ledger and the jobs' own progress writes share the pool.
     let (target, pool) = super::open_database(&args.db, &backoff_settings(&backoff)).await?;
     let pipeline = Pipeline::from_args(&args.db.data_dir, &args.storage, &args.pipeline).await?;
-    tracing::info!(storage = %pipeline.storage.describe(), "video pipeline ready");
+    tracing::info!(
+        storage = %pipeline.storage.describe(),
+        segmenter = pipeline.segmenter.name(),
+        gemini = pipeline.gemini.as_ref().map_or("off (GEMINI_API_KEY unset)", |g| g.settings().model.as_str()),
+        "video pipeline ready"
+    );
     let name = args.name.unwrap_or_else(|| {
         nix::unistd::gethostname()
             .ok()

@@ -149,6 +149,8 @@ impl From<GeminiError> for Failure {
 pub struct Gemini {
     http: reqwest::Client,
     settings: Settings,
+    /// The key as a header value, marked sensitive (kept out of debug output).
+    key: reqwest::header::HeaderValue,
 }
 
 /// A file in the Files API.
@@ -258,7 +260,15 @@ impl Gemini {
             .user_agent(concat!("buybuddy/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| GeminiError::Protocol(format!("building the HTTP client: {e}")))?;
-        Ok(Self { http, settings })
+        let mut key = reqwest::header::HeaderValue::from_str(&settings.api_key).map_err(|_| {
+            GeminiError::Protocol("the API key holds characters a header cannot carry".into())
+        })?;
+        key.set_sensitive(true);
+        Ok(Self {
+            http,
+            settings,
+            key,
+        })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -474,10 +484,11 @@ impl Gemini {
     }
 
     fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
-        self.http
+        let builder = self
+            .http
             .request(method, url)
-            .timeout(self.settings.request_timeout)
-            .header("x-goog-api-key", &self.settings.api_key)
+            .timeout(self.settings.request_timeout);
+        builder.header("x-goog-api-key", self.key.clone())
     }
 
     /// Runs one try of an operation at a time until it succeeds, fails for
