@@ -15,6 +15,15 @@ step "Database (embedded PostgreSQL cluster in .data/)"
 "$bin" db start
 "$bin" migrate
 
+step "A user to sign in with"
+admin_email=${BUYBUDDY_ADMIN_EMAIL:-admin@localhost}
+password_file="$REPO_ROOT/.data/admin-password"
+if [ ! -s "$password_file" ]; then
+	(umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$password_file")
+fi
+# Adding again only sets the same password: this also survives a new database.
+"$bin" user add "$admin_email" <"$password_file"
+
 step "Checking the installation"
 "$bin" doctor
 
@@ -44,6 +53,7 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 printf '\n    Buybuddy is running: http://%s\n' "$bind"
+printf '    Sign in as %s with the password %s (kept in %s)\n' "$admin_email" "$(cat "$password_file")" "$password_file"
 printf '    Database: %s\n' "$("$bin" db status)"
 printf '    Queue a test job:   %s jobs push sleep millis=3000 steps=6\n' "$bin"
 printf '    Stop with Ctrl-C.\n\n'

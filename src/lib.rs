@@ -2,6 +2,7 @@
 //! product directory, training data and embeddings. PostgreSQL is the center:
 //! products, jobs, the queue and realtime updates all live there.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;

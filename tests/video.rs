@@ -511,7 +511,10 @@ async fn stored_frames_are_served_by_the_server_and_shown_on_the_dashboard() {
     .await;
     assert_eq!(job.status, "completed");
     let server = TestServer::start_with(&db.pool, pipeline.pipeline.storage.clone()).await;
-    let page = reqwest::get(&server.base)
+    let page = server
+        .client
+        .get(&server.base)
+        .send()
         .await
         .unwrap()
         .text()
@@ -522,18 +525,27 @@ async fn stored_frames_are_served_by_the_server_and_shown_on_the_dashboard() {
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .expect("a thumbnail on the dashboard");
-    let image = reqwest::get(format!("{}/media/{src}", server.base))
+    let image = server
+        .client
+        .get(format!("{}/media/{src}", server.base))
+        .send()
         .await
         .unwrap();
     assert_eq!(image.status(), 200);
     assert_eq!(image.headers()["content-type"], "image/png");
     let bytes = image.bytes().await.unwrap();
     assert_eq!(image::load_from_memory(&bytes).unwrap().width(), 518);
-    let missing = reqwest::get(format!("{}/media/frames/none.png", server.base))
+    let missing = server
+        .client
+        .get(format!("{}/media/frames/none.png", server.base))
+        .send()
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
-    let escape = reqwest::get(format!("{}/media/..%2F..%2Fetc%2Fpasswd", server.base))
+    let escape = server
+        .client
+        .get(format!("{}/media/..%2F..%2Fetc%2Fpasswd", server.base))
+        .send()
         .await
         .unwrap();
     assert_eq!(escape.status(), 404);

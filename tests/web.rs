@@ -13,12 +13,9 @@ use common::*;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
 async fn get(server: &TestServer, path: &str) -> reqwest::Response {
-    client()
+    server
+        .client
         .get(format!("{}{path}", server.base))
         .send()
         .await
@@ -26,7 +23,7 @@ async fn get(server: &TestServer, path: &str) -> reqwest::Response {
 }
 
 async fn post(server: &TestServer, path: &str, body: Option<Value>) -> reqwest::Response {
-    let request = client().post(format!("{}{path}", server.base));
+    let request = server.client.post(format!("{}{path}", server.base));
     let request = match body {
         Some(body) => request.json(&body),
         None => request,
@@ -46,7 +43,7 @@ async fn health_is_ok_while_the_database_answers_and_503_when_it_does_not() {
         .acquire_timeout(Duration::from_millis(500))
         .connect_lazy("postgres://nobody:x@127.0.0.1:9/none")
         .unwrap();
-    let server = TestServer::start(&dead).await;
+    let server = TestServer::start_without_user(&dead).await;
     let response = get(&server, "/healthz").await;
     assert_eq!(response.status(), 503);
 }
@@ -72,7 +69,8 @@ async fn dashboard_renders_on_an_empty_database_and_lists_jobs_once_there_are_so
     )
     .await
     .unwrap();
-    let fragment = client()
+    let fragment = server
+        .client
         .get(format!("{}/fragments/dashboard/jobs", server.base))
         .header("hx-request", "true")
         .send()
@@ -97,7 +95,8 @@ async fn errors_are_a_page_a_fragment_or_json_depending_on_who_asks() {
         html.starts_with("<!DOCTYPE html>") && html.contains("There is no page at this address")
     );
 
-    let fragment = client()
+    let fragment = server
+        .client
         .get(format!("{}/nowhere", server.base))
         .header("hx-request", "true")
         .send()
@@ -194,8 +193,8 @@ struct SseReader {
 }
 
 impl SseReader {
-    async fn open(url: &str) -> Self {
-        let response = client().get(url).send().await.unwrap();
+    async fn open(server: &TestServer, url: &str) -> Self {
+        let response = server.client.get(url).send().await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         Self {
@@ -235,7 +234,7 @@ impl SseReader {
 async fn a_job_change_reaches_an_sse_client_within_a_second() {
     let db = TestDb::new().await;
     let server = TestServer::start(&db.pool).await;
-    let mut events = SseReader::open(&format!("{}/events?topic=jobs", server.base)).await;
+    let mut events = SseReader::open(&server, &format!("{}/events?topic=jobs", server.base)).await;
     // The subscription exists once the response started; give the listener a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -273,7 +272,11 @@ async fn a_job_topic_carries_that_job_and_its_log_only() {
     )
     .await
     .unwrap();
-    let mut events = SseReader::open(&format!("{}/events?topic=job:{}", server.base, ids[1])).await;
+    let mut events = SseReader::open(
+        &server,
+        &format!("{}/events?topic=job:{}", server.base, ids[1]),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     buybuddy::db::jobs::cancel(&db.pool, ids[0]).await.unwrap();
     buybuddy::db::jobs::cancel(&db.pool, ids[1]).await.unwrap();
@@ -303,7 +306,7 @@ async fn a_job_topic_carries_that_job_and_its_log_only() {
 async fn a_dropped_listen_connection_is_re_established() {
     let db = TestDb::new().await;
     let server = TestServer::start(&db.pool).await;
-    let mut events = SseReader::open(&format!("{}/events?topic=jobs", server.base)).await;
+    let mut events = SseReader::open(&server, &format!("{}/events?topic=jobs", server.base)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let killed: i64 = sqlx::query_scalar(

@@ -6,6 +6,7 @@ mod doctor;
 mod jobs;
 mod serve;
 mod sync;
+mod user;
 mod video;
 mod worker;
 
@@ -69,6 +70,12 @@ pub enum Command {
     /// Queue, inspect and cancel jobs.
     #[command(subcommand)]
     Jobs(jobs::Command),
+    /// Manage the people who sign in to the web UI.
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(user::TokenCommand),
     /// Measure the platform (figures, not tests).
     #[command(subcommand)]
     Bench(bench::Command),
@@ -118,6 +125,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::SampleVideo(args) => video::sample_video(args).await?,
         Command::Db(command) => db::run(command).await?,
         Command::Jobs(command) => jobs::run(command).await?,
+        Command::User(command) => user::user(command).await?,
+        Command::Token(command) => user::token(command).await?,
         Command::Bench(command) => bench::run(command).await?,
     }
     Ok(ExitCode::SUCCESS)

@@ -26,6 +26,10 @@ pub struct Args {
     /// Queue that jobs created from the UI and the API go to.
     #[arg(long, env = "BUYBUDDY_QUEUE", default_value = DEFAULT_QUEUE)]
     queue: String,
+
+    /// Largest video accepted as an upload on the Jobs page, e.g. `2GiB`.
+    #[arg(long, env = "BUYBUDDY_MAX_UPLOAD", default_value = "2GiB", value_parser = crate::config::parse_bytes)]
+    max_upload: u64,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -43,6 +47,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         hub,
         queue: args.queue,
         storage,
+        max_upload: args.max_upload,
     }));
     web::serve(listener, state, shutdown).await
 }

@@ -35,6 +35,8 @@ pub struct Job {
     pub completed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The failed or cancelled job this one retries.
+    pub retry_of: Option<Uuid>,
 }
 
 /// The statuses a job moves through.
@@ -444,5 +446,86 @@ pub async fn return_to_queue(db: impl PgExecutor<'_>, workers: &[String]) -> sql
         workers
     )
     .fetch_one(db)
+    .await
+}
+
+/// Filters of the jobs list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<String>,
+    /// Part of a barcode.
+    pub barcode: Option<String>,
+    /// Only jobs older than this one (created_at, id): the keyset of the page.
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+}
+
+/// One page of jobs, newest first. Built per filter so that each shape gets a
+/// plan that uses its index.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    filter: &ListFilter,
+    limit: i64,
+) -> sqlx::Result<Vec<Job>> {
+    let mut query = sqlx::QueryBuilder::new("SELECT * FROM jobs WHERE true");
+    if let Some(status) = &filter.status {
+        query.push(" AND status = ").push_bind(status.clone());
+    }
+    if let Some(part) = filter.barcode.as_deref().filter(|p| !p.is_empty()) {
+        query
+            .push(" AND barcode ILIKE ")
+            .push_bind(format!("%{}%", escape_like(part)));
+    }
+    if let Some((at, id)) = filter.before {
+        query
+            .push(" AND (created_at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    query
+        .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(limit);
+    query.build_query_as::<Job>().fetch_all(db).await
+}
+
+/// `%`, `_` and `\` match themselves.
+pub fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// Completed and failed jobs per hour over the last 24 hours, oldest first.
+pub async fn throughput_24h(
+    db: impl PgExecutor<'_>,
+) -> sqlx::Result<Vec<(DateTime<Utc>, i64, i64)>> {
+    let rows = sqlx::query!(
+        r#"
+        SELECT h.hour AS "hour!",
+               count(j.id) FILTER (WHERE j.status = 'completed') AS "completed!",
+               count(j.id) FILTER (WHERE j.status = 'failed') AS "failed!"
+        FROM generate_series(date_trunc('hour', now()) - interval '23 hours',
+                             date_trunc('hour', now()), interval '1 hour') AS h(hour)
+        LEFT JOIN jobs j ON j.completed_at >= h.hour AND j.completed_at < h.hour + interval '1 hour'
+                        AND j.status IN ('completed', 'failed')
+        GROUP BY h.hour ORDER BY h.hour
+        "#
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.hour, r.completed, r.failed))
+        .collect())
+}
+
+/// The job that retried this one, if any.
+pub async fn retried_as(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar!(
+        "SELECT id FROM jobs WHERE retry_of = $1 ORDER BY created_at DESC LIMIT 1",
+        id
+    )
+    .fetch_optional(db)
     .await
 }

@@ -8,6 +8,7 @@ pub mod job_events;
 pub mod jobs;
 pub mod products;
 pub mod schema;
+pub mod users;
 pub mod workers;
 
 use std::time::Duration;

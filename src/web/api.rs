@@ -1,4 +1,5 @@
-//! The JSON API for jobs: create one, read one (with its event log), cancel one.
+//! The JSON API for jobs: list them, create one, read one (with its event log),
+//! cancel one.
 
 use axum::{
     Json, Router,
@@ -20,9 +21,24 @@ use crate::{
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(paths::API_JOBS, post(create))
+        .route(paths::API_JOBS, get(list).post(create))
         .route(paths::API_JOB, get(show))
         .route(paths::API_JOB_CANCEL, post(cancel))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+}
+
+/// The newest jobs, newest first (`?limit=`, 50 by default, at most 500).
+async fn list(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<ListQuery>,
+) -> Result<Json<Value>, AppError> {
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let jobs = db::jobs::latest(&state.pool, limit).await?;
+    Ok(Json(json!({ "jobs": jobs })))
 }
 
 #[derive(Deserialize)]

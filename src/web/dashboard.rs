@@ -10,23 +10,29 @@ use maud::Markup;
 use super::{AppError, AppState};
 use crate::db;
 
-pub async fn page(State(state): State<AppState>) -> Result<Markup, AppError> {
+pub async fn page(
+    State(state): State<AppState>,
+    viewer: super::Viewer,
+) -> Result<Markup, AppError> {
     let products = db::products::count_by_status(&state.pool).await?;
     let latest = db::products::latest(&state.pool, 8).await?;
-    Ok(dashboard::page(&Dashboard {
-        products: with_all(db::products::STATUSES, products),
-        latest_products: latest
-            .into_iter()
-            .map(|p| ProductCard {
-                barcode: p.barcode,
-                name: p.product_name,
-                status: p.status,
-                frame_count: p.frame_count,
-                thumbnail_url: p.thumbnail_key.as_deref().map(paths::media),
-            })
-            .collect(),
-        jobs: jobs_view(&state).await?,
-    }))
+    Ok(dashboard::page(
+        &viewer.0,
+        &Dashboard {
+            products: with_all(db::products::STATUSES, products),
+            latest_products: latest
+                .into_iter()
+                .map(|p| ProductCard {
+                    barcode: p.barcode,
+                    name: p.product_name,
+                    status: p.status,
+                    frame_count: p.frame_count,
+                    thumbnail_url: p.thumbnail_key.as_deref().map(paths::media),
+                })
+                .collect(),
+            jobs: jobs_view(&state).await?,
+        },
+    ))
 }
 
 pub async fn jobs_panel(State(state): State<AppState>) -> Result<Markup, AppError> {

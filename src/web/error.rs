@@ -20,7 +20,13 @@ pub enum AppError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -46,7 +52,10 @@ impl IntoResponse for AppError {
         let (status, title) = match &self {
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad request"),
+            AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Sign in needed"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "Refused"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+            AppError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "Too many requests"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
         };
@@ -73,6 +82,11 @@ impl IntoResponse for AppError {
     }
 }
 
+/// Marks a response whose error status comes with its own page (a form shown
+/// again with its messages), which `render_errors` leaves alone.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnBody;
+
 /// Gives every error response (ours, and axum's own rejections) a body that
 /// suits the request.
 pub async fn render_errors(request: Request, next: Next) -> Response {
@@ -80,7 +94,10 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     let htmx = request.headers().contains_key("hx-request");
     let response = next.run(request).await;
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
+    if !(status.is_client_error() || status.is_server_error())
+        || response.extensions().get::<OwnBody>().is_some()
+        || (htmx && response.headers().contains_key("hx-redirect"))
+    {
         return response;
     }
     let rendered = match response.extensions().get::<Rendered>() {

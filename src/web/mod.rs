@@ -7,11 +7,17 @@ mod dashboard;
 pub mod error;
 mod events;
 mod health;
+mod jobs;
+mod login;
 mod media;
+mod products;
 
 use std::sync::Arc;
 
-use axum::{Router, middleware, routing::get};
+use axum::{
+    Router, middleware,
+    routing::{get, post},
+};
 use buybuddy_templates::paths;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +37,8 @@ pub struct App {
     pub queue: String,
     /// Where frames, masks and uploads are stored.
     pub storage: buybuddy_worker::storage::Storage,
+    /// Largest video accepted as an upload, in bytes.
+    pub max_upload: u64,
 }
 
 #[derive(Clone)]
@@ -50,10 +58,37 @@ pub fn router(state: AppState) -> Router {
         .route(paths::DASHBOARD_JOBS, get(dashboard::jobs_panel))
         .route(paths::EVENTS, get(events::stream))
         .route(paths::HEALTHZ, get(health::check))
+        .route(paths::LOGIN, get(login::page).post(login::submit))
+        .route(
+            paths::JOBS,
+            get(jobs::page)
+                .post(jobs::create)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    usize::try_from(state.max_upload.saturating_add(1 << 20)).unwrap_or(usize::MAX),
+                )),
+        )
+        .route(paths::JOBS_LIST, get(jobs::list_fragment))
+        .route(paths::JOB, get(jobs::show))
+        .route(paths::JOB_LIVE, get(jobs::live))
+        .route(paths::JOB_CANCEL, post(jobs::cancel))
+        .route(paths::JOB_RETRY, post(jobs::retry))
+        .route(paths::PRODUCTS, get(products::page))
+        .route(paths::PRODUCTS_LIST, get(products::list_fragment))
+        .route(paths::PRODUCTS_BULK, post(products::bulk))
+        .route(paths::PRODUCT, get(products::show).post(products::save))
+        .route(paths::PRODUCT_REVIEW, get(products::review_fragment))
+        .route(paths::PRODUCT_APPROVE, post(products::approve))
+        .route(paths::PRODUCT_REJECT, post(products::reject))
+        .route(paths::PRODUCT_REPROCESS, post(products::reprocess_one))
+        .route(paths::LOGOUT, post(login::logout))
         .route(&format!("{}/{{name}}", paths::STATIC), get(assets::serve))
         .route(&format!("{}/{{*key}}", paths::MEDIA), get(media::serve))
         .merge(api::routes())
         .fallback(|| async { AppError::NotFound("There is no page at this address.".into()) })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_viewer,
+        ))
         .layer(middleware::from_fn(error::render_errors))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -65,8 +100,32 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(state))
+    // The peer's address feeds the sign-in rate limit.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     Ok(())
+}
+
+/// The signed-in person, as pages need them: for the layout (email, CSRF token).
+pub struct Viewer(pub buybuddy_templates::layout::Viewer);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Viewer {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, AppError> {
+        let viewer = parts
+            .extensions
+            .get::<crate::db::users::Viewer>()
+            .ok_or_else(|| AppError::Unauthorized("Sign in first.".into()))?;
+        Ok(Self(buybuddy_templates::layout::Viewer {
+            email: viewer.email.clone(),
+            // Token requests never render pages; an empty token refuses any form.
+            csrf_token: viewer.csrf_token.clone().unwrap_or_default(),
+        }))
+    }
 }

@@ -50,8 +50,9 @@ pub struct JobsPanel {
     pub now: DateTime<Utc>,
 }
 
-pub fn page(view: &Dashboard) -> Markup {
-    layout::page(
+pub fn page(viewer: &layout::Viewer, view: &Dashboard) -> Markup {
+    layout::page_for(
+        viewer,
         "Dashboard",
         html! {
             h1 { "Dashboard" }

@@ -4,8 +4,34 @@ use maud::{DOCTYPE, Markup, html};
 
 use crate::paths;
 
-/// A whole page. `body` is the page's main content.
+/// The signed-in person a page is made for.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub email: String,
+    /// Sent back with every unsafe request: a hidden field in forms, and a
+    /// header on HTMX requests.
+    pub csrf_token: String,
+}
+
+/// A whole page for a signed-in person. `body` is the page's main content.
+pub fn page_for(viewer: &Viewer, title: &str, body: Markup) -> Markup {
+    shell(Some(viewer), title, body)
+}
+
+/// A whole page for anyone (sign-in, errors).
 pub fn page(title: &str, body: Markup) -> Markup {
+    shell(None, title, body)
+}
+
+/// The hidden field that carries the CSRF token in a plain form post.
+pub fn csrf_field(viewer: &Viewer) -> Markup {
+    html! { input type="hidden" name=(paths::CSRF_FIELD) value=(viewer.csrf_token); }
+}
+
+fn shell(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {
+    // HTMX sends this header with every request it makes; a JSON attribute
+    // value, escaped as any attribute is.
+    let hx_headers = viewer.map(|v| format!(r#"{{"X-CSRF-Token": "{}"}}"#, v.csrf_token));
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -18,11 +44,20 @@ pub fn page(title: &str, body: Markup) -> Markup {
                 script src=(paths::asset("htmx.min.js")) defer {}
                 script src=(paths::asset("htmx-sse.min.js")) defer {}
             }
-            body hx-ext="sse" {
+            body hx-ext="sse" hx-headers=[hx_headers] {
                 header.topbar {
                     a.brand href=(paths::DASHBOARD) { "Buybuddy" }
-                    nav {
-                        a href=(paths::DASHBOARD) { "Dashboard" }
+                    @if let Some(viewer) = viewer {
+                        nav {
+                            a href=(paths::DASHBOARD) { "Dashboard" }
+                            a href=(paths::JOBS) { "Jobs" }
+                            a href=(paths::PRODUCTS) { "Products" }
+                        }
+                        form.signout method="post" action=(paths::LOGOUT) {
+                            (csrf_field(viewer))
+                            span.muted { (viewer.email) }
+                            button.link type="submit" { "Sign out" }
+                        }
                     }
                 }
                 main { (body) }

@@ -5,5 +5,8 @@
 pub mod dashboard;
 pub mod error;
 pub mod format;
+pub mod jobs;
 pub mod layout;
+pub mod login;
 pub mod paths;
+pub mod products;

@@ -4,7 +4,26 @@
 pub const DASHBOARD: &str = "/";
 pub const DASHBOARD_JOBS: &str = "/fragments/dashboard/jobs";
 pub const EVENTS: &str = "/events";
+pub const JOBS: &str = "/jobs";
+pub const JOBS_LIST: &str = "/fragments/jobs";
+pub const JOB: &str = "/jobs/{id}";
+pub const JOB_LIVE: &str = "/fragments/jobs/{id}";
+pub const JOB_CANCEL: &str = "/jobs/{id}/cancel";
+pub const JOB_RETRY: &str = "/jobs/{id}/retry";
+pub const PRODUCTS: &str = "/products";
+pub const PRODUCT: &str = "/products/{id}";
+pub const PRODUCTS_LIST: &str = "/fragments/products";
+pub const PRODUCTS_BULK: &str = "/products/bulk";
+pub const PRODUCT_REVIEW: &str = "/fragments/products/{id}/review";
+pub const PRODUCT_APPROVE: &str = "/products/{id}/approve";
+pub const PRODUCT_REJECT: &str = "/products/{id}/reject";
+pub const PRODUCT_REPROCESS: &str = "/products/{id}/reprocess";
+pub const SYNC: &str = "/sync";
 pub const HEALTHZ: &str = "/healthz";
+pub const LOGIN: &str = "/login";
+pub const LOGOUT: &str = "/logout";
+/// The form field that carries the CSRF token.
+pub const CSRF_FIELD: &str = "_csrf";
 pub const STATIC: &str = "/static";
 pub const MEDIA: &str = "/media";
 pub const API_JOBS: &str = "/api/jobs";

@@ -1,0 +1,368 @@
+//! The products pages: the list with filters and bulk actions, and one product
+//! with its metadata editor, frame gallery, source video and review.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use maud::{Markup, html};
+
+use crate::{
+    format,
+    layout::{self, Viewer},
+    paths,
+};
+
+pub const STATUSES: &[&str] = &[
+    "pending",
+    "processing",
+    "needs_review",
+    "approved",
+    "rejected",
+];
+
+#[derive(Debug, Clone)]
+pub struct ProductRow {
+    pub id: String,
+    pub barcode: String,
+    pub name: Option<String>,
+    pub brand: Option<String>,
+    pub status: String,
+    pub frame_count: i64,
+    pub thumbnail_url: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProductFilter {
+    pub status: Option<String>,
+    /// Part of a barcode or a name.
+    pub q: String,
+}
+
+impl ProductFilter {
+    pub fn query(&self, before: Option<&str>) -> String {
+        let mut pairs = Vec::new();
+        if let Some(status) = &self.status {
+            pairs.push(format!("status={}", format::encode(status)));
+        }
+        if !self.q.is_empty() {
+            pairs.push(format!("q={}", format::encode(&self.q)));
+        }
+        if let Some(before) = before {
+            pairs.push(format!("before={}", format::encode(before)));
+        }
+        if pairs.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", pairs.join("&"))
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProductsList {
+    pub filter: ProductFilter,
+    pub rows: Vec<ProductRow>,
+    pub next: Option<String>,
+    pub paged: bool,
+    pub now: DateTime<Utc>,
+    /// The outcome of the last bulk action, shown above the list.
+    pub notice: Option<String>,
+}
+
+pub fn page(viewer: &Viewer, list: &ProductsList) -> Markup {
+    layout::page_for(
+        viewer,
+        "Products",
+        html! {
+            h1 { "Products" }
+            section.card {
+                form.filters method="get" action=(paths::PRODUCTS) {
+                    label {
+                        "Status"
+                        select name="status" {
+                            option value="" { "any" }
+                            @for status in STATUSES {
+                                option value=(status) selected[list.filter.status.as_deref() == Some(*status)] {
+                                    (format::label(status))
+                                }
+                            }
+                        }
+                    }
+                    label {
+                        "Search"
+                        input type="search" name="q" value=(list.filter.q) placeholder="barcode or name";
+                    }
+                    button.secondary type="submit" { "Filter" }
+                }
+                @if let Some(notice) = &list.notice { p.notice role="status" { (notice) } }
+                @if list.paged {
+                    (render_list(viewer, list))
+                } @else {
+                    div sse-connect=(format!("{}?topic=products", paths::EVENTS)) {
+                        div hx-get=(format!("{}{}", paths::PRODUCTS_LIST, list.filter.query(None)))
+                            hx-trigger="sse:product throttle:1s, sse:product delay:300ms, sse:resync"
+                            // A reload must not undo the boxes someone is ticking.
+                            hx-sync="this:replace"
+                            hx-swap="innerHTML" {
+                            (render_list(viewer, list))
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn render_list(viewer: &Viewer, list: &ProductsList) -> Markup {
+    html! {
+        form #products-list method="post" action=(paths::PRODUCTS_BULK) {
+            (layout::csrf_field(viewer))
+            @if list.rows.is_empty() {
+                p.muted {
+                    @if list.filter.status.is_some() || !list.filter.q.is_empty() {
+                        "No products match these filters."
+                    } @else {
+                        "No products yet: process a video to add one."
+                    }
+                }
+            } @else {
+                div.bulk {
+                    input type="text" name="reason" placeholder="reason (for rejecting)" aria-label="Reason for rejecting";
+                    button type="submit" name="action" value="approve" { "Approve selected" }
+                    button.danger type="submit" name="action" value="reject" { "Reject selected" }
+                    button.secondary type="submit" name="action" value="reprocess" { "Reprocess selected" }
+                }
+                table.products-table {
+                    thead { tr { th {} th {} th { "Barcode" } th { "Product" } th { "Status" } th { "Frames" } th { "Updated" } } }
+                    tbody {
+                        @for p in &list.rows {
+                            tr data-status=(p.status) {
+                                td { input type="checkbox" name="ids" value=(p.id) aria-label=(format!("Select {}", p.barcode)); }
+                                td.thumb {
+                                    @if let Some(url) = &p.thumbnail_url {
+                                        img src=(url) alt="" loading="lazy" width="56" height="56";
+                                    }
+                                }
+                                td { a href=(paths::with_id(paths::PRODUCT, &p.id)) { code { (p.barcode) } } }
+                                td {
+                                    (p.name.as_deref().unwrap_or("—"))
+                                    @if let Some(brand) = &p.brand { div.muted { (brand) } }
+                                }
+                                td { span class={ "status status-" (p.status) } { (format::label(&p.status)) } }
+                                td { (p.frame_count) }
+                                td.muted { (format::ago(p.updated_at, list.now)) }
+                            }
+                        }
+                    }
+                }
+            }
+            nav.pager {
+                @if list.paged { a href=(format!("{}{}", paths::PRODUCTS, list.filter.query(None))) { "← Newest" } }
+                @if let Some(next) = &list.next {
+                    a href=(format!("{}{}", paths::PRODUCTS, list.filter.query(Some(next)))) { "Older →" }
+                }
+            }
+        }
+    }
+}
+
+/// The editable metadata, as typed (text fields, one line per claim, one
+/// `name: value` line per nutrition fact).
+#[derive(Debug, Clone, Default)]
+pub struct MetadataForm {
+    pub brand_name: String,
+    pub sub_brand: String,
+    pub product_name: String,
+    pub variant_flavor: String,
+    pub category: String,
+    pub container_type: String,
+    pub net_quantity: String,
+    pub nutrition_facts: String,
+    pub claims: String,
+    pub grounding_prompt: String,
+    pub visibility_score: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct FrameTile {
+    pub index: i32,
+    pub url: String,
+    pub mask_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProductView {
+    pub id: String,
+    pub barcode: String,
+    pub status: String,
+    pub review_note: Option<String>,
+    pub reviewed: Option<(DateTime<Utc>, Option<String>)>,
+    pub form: MetadataForm,
+    pub errors: BTreeMap<&'static str, String>,
+    /// Shown above the editor after a save.
+    pub notice: Option<String>,
+    pub frames: Vec<FrameTile>,
+    pub video_url: Option<String>,
+    pub last_job: Option<(String, String)>,
+    pub now: DateTime<Utc>,
+}
+
+const FIELDS: &[(&str, &str)] = &[
+    ("product_name", "Product name"),
+    ("brand_name", "Brand"),
+    ("sub_brand", "Sub-brand"),
+    ("variant_flavor", "Variant / flavour"),
+    ("category", "Category"),
+    ("container_type", "Container"),
+    ("net_quantity", "Net quantity"),
+    ("grounding_prompt", "Segmentation prompt"),
+];
+
+impl MetadataForm {
+    pub fn value(&self, field: &str) -> &str {
+        match field {
+            "brand_name" => &self.brand_name,
+            "sub_brand" => &self.sub_brand,
+            "product_name" => &self.product_name,
+            "variant_flavor" => &self.variant_flavor,
+            "category" => &self.category,
+            "container_type" => &self.container_type,
+            "net_quantity" => &self.net_quantity,
+            "grounding_prompt" => &self.grounding_prompt,
+            "visibility_score" => &self.visibility_score,
+            "nutrition_facts" => &self.nutrition_facts,
+            "claims" => &self.claims,
+            _ => "",
+        }
+    }
+}
+
+pub fn product_page(viewer: &Viewer, product: &ProductView) -> Markup {
+    let title = if product.form.product_name.is_empty() {
+        product.barcode.clone()
+    } else {
+        product.form.product_name.clone()
+    };
+    layout::page_for(
+        viewer,
+        &title,
+        html! {
+            p.muted { a href=(paths::PRODUCTS) { "← Products" } }
+            h1 { (title) " " code.muted { (product.barcode) } }
+            div sse-connect=(format!("{}?topic=product:{}", paths::EVENTS, product.id)) {
+                div hx-get=(paths::with_id(paths::PRODUCT_REVIEW, &product.id))
+                    hx-trigger="sse:product delay:300ms" hx-swap="innerHTML" {
+                    (render_review(viewer, product))
+                }
+            }
+            div.columns {
+                (render_editor(viewer, product))
+                section.card {
+                    h2 { "Source video" }
+                    @if let Some(url) = &product.video_url {
+                        video controls preload="metadata" src=(url) width="100%" {}
+                    } @else {
+                        p.muted { "The video is not stored where this page can show it." }
+                    }
+                    @if let Some((id, status)) = &product.last_job {
+                        p.muted { "Last job: " a href=(paths::with_id(paths::JOB, id)) { (crate::jobs::short_id(id)) } " (" (format::label(status)) ")" }
+                    }
+                }
+            }
+            section.card {
+                h2 { "Frames " span.muted { "(" (product.frames.len()) ")" } }
+                @if product.frames.is_empty() {
+                    p.muted { "No frames." }
+                } @else {
+                    input #show-masks type="checkbox";
+                    label.inline for="show-masks" { "Show masks" }
+                    div.gallery {
+                        @for frame in &product.frames {
+                            a.frame href=(frame.url) target="_blank" title=(format!("Frame {}", frame.index)) {
+                                img src=(frame.url) alt=(format!("Frame {}", frame.index)) loading="lazy" width="172" height="172";
+                                @if let Some(mask) = &frame.mask_url {
+                                    img.mask src=(mask) alt="" loading="lazy" width="172" height="172";
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Status, review note and the review actions; reloaded live.
+pub fn render_review(viewer: &Viewer, product: &ProductView) -> Markup {
+    let action = |path: &str| paths::with_id(path, &product.id);
+    html! {
+        section.card #review {
+            p {
+                span class={ "status status-" (product.status) } { (format::label(&product.status)) }
+                @if let Some((at, by)) = &product.reviewed {
+                    span.muted { " · reviewed " (format::ago(*at, product.now)) @if let Some(by) = by { " by " (by) } }
+                }
+            }
+            @if let Some(note) = &product.review_note { p.muted { "Reason: " (note) } }
+            div.actions {
+                form method="post" action=(action(paths::PRODUCT_APPROVE)) {
+                    (layout::csrf_field(viewer))
+                    button type="submit" disabled[product.status == "approved"] { "Approve" }
+                }
+                form.reject method="post" action=(action(paths::PRODUCT_REJECT)) {
+                    (layout::csrf_field(viewer))
+                    input type="text" name="reason" required placeholder="reason" aria-label="Reason for rejecting";
+                    button.danger type="submit" { "Reject" }
+                }
+                form method="post" action=(action(paths::PRODUCT_REPROCESS)) {
+                    (layout::csrf_field(viewer))
+                    button.secondary type="submit" { "Reprocess" }
+                }
+            }
+        }
+    }
+}
+
+pub fn render_editor(viewer: &Viewer, product: &ProductView) -> Markup {
+    let error = |field: &str| product.errors.get(field).cloned();
+    let form = &product.form;
+    html! {
+        section.card #editor {
+            h2 { "Metadata" }
+            @if let Some(notice) = &product.notice { p.notice role="status" { (notice) } }
+            @if !product.errors.is_empty() {
+                p.error role="alert" { "Some fields need fixing; nothing was saved." }
+            }
+            form method="post" action=(paths::with_id(paths::PRODUCT, &product.id))
+                hx-post=(paths::with_id(paths::PRODUCT, &product.id)) hx-target="#editor" hx-swap="outerHTML" {
+                (layout::csrf_field(viewer))
+                @for (name, label) in FIELDS {
+                    label {
+                        (label)
+                        input type="text" name=(name) value=(form.value(name)) maxlength="200"
+                            aria-invalid=[error(name).map(|_| "true")];
+                        @if let Some(message) = error(name) { div.field-error { (message) } }
+                    }
+                }
+                label {
+                    "Visibility (0 to 100)"
+                    input type="text" inputmode="numeric" name="visibility_score" value=(form.visibility_score)
+                        aria-invalid=[error("visibility_score").map(|_| "true")];
+                    @if let Some(message) = error("visibility_score") { div.field-error { (message) } }
+                }
+                label {
+                    "Nutrition facts (one per line, name: value)"
+                    textarea name="nutrition_facts" rows="5" { (form.nutrition_facts) }
+                    @if let Some(message) = error("nutrition_facts") { div.field-error { (message) } }
+                }
+                label {
+                    "Claims (one per line)"
+                    textarea name="claims" rows="4" { (form.claims) }
+                    @if let Some(message) = error("claims") { div.field-error { (message) } }
+                }
+                button type="submit" { "Save" }
+            }
+        }
+    }
+}
