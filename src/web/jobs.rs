@@ -165,11 +165,21 @@ pub async fn create(
                     .map_err(|e| AppError::Internal(e.into()))?;
                 let mut size = 0u64;
                 let mut too_large = false;
-                while let Some(chunk) = field
-                    .chunk()
-                    .await
-                    .map_err(|e| AppError::BadRequest(format!("The upload broke off: {e}.")))?
-                {
+                loop {
+                    let chunk = match field.chunk().await {
+                        Ok(Some(chunk)) => chunk,
+                        Ok(None) => break,
+                        // The request's own size limit, a little above ours.
+                        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                            too_large = true;
+                            break;
+                        }
+                        Err(e) => {
+                            return Err(AppError::BadRequest(format!(
+                                "The upload broke off: {e}."
+                            )));
+                        }
+                    };
                     size += chunk.len() as u64;
                     if size > state.max_upload {
                         too_large = true;

@@ -64,7 +64,8 @@ pub fn router(state: AppState) -> Router {
             get(jobs::page)
                 .post(jobs::create)
                 .layer(axum::extract::DefaultBodyLimit::max(
-                    usize::try_from(state.max_upload.saturating_add(1 << 20)).unwrap_or(usize::MAX),
+                    usize::try_from(state.max_upload.saturating_add(16 << 20))
+                        .unwrap_or(usize::MAX),
                 )),
         )
         .route(paths::JOBS_LIST, get(jobs::list_fragment))
