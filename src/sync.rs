@@ -94,13 +94,30 @@ pub async fn sync(
         report.unprocessed = db::catalog::unprocessed(pool, &barcodes).await?;
         return Ok(report);
     }
+    let (unprocessed, enqueued) = enqueue_unprocessed(pool, queue_name, &barcodes).await?;
+    report.unprocessed = unprocessed;
+    report.enqueued = enqueued;
+    Ok(report)
+}
+
+/// Queues a video job for each of `barcodes` that is in the catalog,
+/// unprocessed, and has no job queued or running, under a lock so that two
+/// callers at once cannot both queue one. Returns the unprocessed products as
+/// found (before queueing) and the jobs queued.
+pub async fn enqueue_unprocessed(
+    pool: &PgPool,
+    queue_name: &str,
+    barcodes: &[String],
+) -> anyhow::Result<(Vec<Unprocessed>, Vec<(String, Uuid)>)> {
     let mut tx = pool.begin().await?;
     db::catalog::lock_for_enqueue(&mut tx).await?;
-    report.unprocessed = db::catalog::unprocessed(&mut *tx, &barcodes).await?;
-    let jobs: Vec<Enqueue> = report
-        .unprocessed
+    let unprocessed = db::catalog::unprocessed(&mut *tx, barcodes).await?;
+    let chosen: Vec<&Unprocessed> = unprocessed
         .iter()
         .filter(|u| !u.in_progress && check_barcode(&u.barcode).is_ok())
+        .collect();
+    let jobs = chosen
+        .iter()
         .map(|u| {
             Enqueue::from(JobSpec::Video(Video {
                 video_url: u.video_url.clone(),
@@ -111,15 +128,8 @@ pub async fn sync(
             }))
         })
         .collect();
-    let barcodes: Vec<String> = jobs
-        .iter()
-        .filter_map(|j| match &j.spec {
-            JobSpec::Video(video) => Some(video.barcode.clone()),
-            _ => None,
-        })
-        .collect();
     let ids = queue::enqueue_in(&mut tx, queue_name, jobs).await?;
     tx.commit().await?;
-    report.enqueued = barcodes.into_iter().zip(ids).collect();
-    Ok(report)
+    let enqueued = chosen.iter().map(|u| u.barcode.clone()).zip(ids).collect();
+    Ok((unprocessed, enqueued))
 }

@@ -56,6 +56,8 @@ async fn every_page_works_on_an_empty_database() {
     let server = TestServer::start(&db.pool).await;
     for (path, expected) in [
         ("/", "No products yet"),
+        ("/", "Last 24 hours: <strong>0</strong> completed"),
+        ("/sync", "not configured on this server"),
         ("/jobs", "No jobs yet"),
         ("/jobs?status=failed&q=869", "No jobs match these filters"),
         ("/products", "No products yet"),

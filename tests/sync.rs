@@ -12,7 +12,7 @@ use buybuddy_worker::{
     retry::Backoff,
 };
 use common::{
-    TestDb, binary,
+    TestDb, TestServer, binary,
     catalog_api::{FakeBuybuddy, PASSWORD, USERNAME, item},
 };
 use serde_json::Value;
@@ -327,4 +327,81 @@ async fn doctor_checks_the_gemini_key_and_the_buybuddy_credentials() {
         "{report}"
     );
     assert!(!report.contains("wrong-key") && !report.contains("wrong-password"));
+}
+
+#[tokio::test]
+async fn the_sync_page_syncs_lists_and_queues_selected_or_all() {
+    let db = TestDb::new().await;
+    let api = FakeBuybuddy::start(catalog(5)).await;
+    let server = TestServer::start_with_catalog(&db.pool, client(&api, PASSWORD)).await;
+    let page = server.client.get(server.url("/sync")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("0 products stored") && html.contains("Every catalog product"),
+        "{html}"
+    );
+
+    let synced = server
+        .client
+        .post(server.url("/sync"))
+        .form(&[("_csrf", server.csrf_token.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        synced.contains("Listed 5 products in 1 pages: 5 new"),
+        "{synced}"
+    );
+    assert!(
+        synced.contains("Not processed yet <span class=\"muted\">(5)</span>"),
+        "{synced}"
+    );
+    assert_eq!(video_jobs(&db).await.len(), 0, "syncing queues nothing");
+
+    let queued = server
+        .client
+        .post(server.url("/sync/enqueue"))
+        .form(&[("barcodes", "8690000000002"), ("barcodes", "8690000000004")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(queued.contains("Queued 2 video jobs."), "{queued}");
+    let all = server
+        .client
+        .post(server.url("/sync/enqueue"))
+        .form(&[("all", "1")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        all.contains("Queued 3 video jobs."),
+        "the 2 already queued are skipped: {all}"
+    );
+    assert_eq!(video_jobs(&db).await.len(), 5);
+
+    // Without an API the page says how to set one up, and still lists the stored catalog.
+    let plain = TestServer::start(&db.pool).await;
+    let html = plain
+        .client
+        .get(plain.url("/sync"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("BUYBUDDY_API_URL") && html.contains("5 products are stored"),
+        "{html}"
+    );
 }

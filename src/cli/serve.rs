@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc};
 use anyhow::Context;
 
 use crate::{
-    config::{DbArgs, StorageArgs},
+    config::{BuybuddyArgs, DbArgs, StorageArgs},
     queue::DEFAULT_QUEUE,
     realtime::Hub,
     web::{self, App, AppState},
@@ -18,6 +18,9 @@ pub struct Args {
 
     #[command(flatten)]
     storage: StorageArgs,
+
+    #[command(flatten)]
+    api: BuybuddyArgs,
 
     /// Address the server listens on.
     #[arg(long, env = "BUYBUDDY_BIND", default_value = "127.0.0.1:8080")]
@@ -48,6 +51,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         queue: args.queue,
         storage,
         max_upload: args.max_upload,
+        catalog: args.api.client()?.map(Arc::new),
     }));
     web::serve(listener, state, shutdown).await
 }

@@ -144,3 +144,19 @@ pub async fn count(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
         .fetch_one(db)
         .await
 }
+
+/// Every barcode of the catalog.
+pub async fn barcodes(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar!("SELECT barcode FROM catalog_products ORDER BY barcode")
+        .fetch_all(db)
+        .await
+}
+
+/// When the catalog was last synced.
+pub async fn last_synced(
+    db: impl PgExecutor<'_>,
+) -> sqlx::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    sqlx::query_scalar!("SELECT max(synced_at) FROM catalog_products")
+        .fetch_one(db)
+        .await
+}

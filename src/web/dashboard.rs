@@ -57,6 +57,7 @@ async fn jobs_view(state: &AppState) -> Result<JobsPanel, AppError> {
                 created_at: job.created_at,
             })
             .collect(),
+        throughput: db::jobs::throughput_24h(&state.pool).await?,
         now: chrono::Utc::now(),
     })
 }

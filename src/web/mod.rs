@@ -11,6 +11,7 @@ mod jobs;
 mod login;
 mod media;
 mod products;
+mod sync;
 
 use std::sync::Arc;
 
@@ -39,6 +40,8 @@ pub struct App {
     pub storage: buybuddy_worker::storage::Storage,
     /// Largest video accepted as an upload, in bytes.
     pub max_upload: u64,
+    /// The Buybuddy catalog, when its API is configured.
+    pub catalog: Option<Arc<buybuddy_worker::buybuddy::Buybuddy>>,
 }
 
 #[derive(Clone)]
@@ -81,6 +84,8 @@ pub fn router(state: AppState) -> Router {
         .route(paths::PRODUCT_APPROVE, post(products::approve))
         .route(paths::PRODUCT_REJECT, post(products::reject))
         .route(paths::PRODUCT_REPROCESS, post(products::reprocess_one))
+        .route(paths::SYNC, get(sync::page).post(sync::run))
+        .route(paths::SYNC_ENQUEUE, post(sync::enqueue))
         .route(paths::LOGOUT, post(login::logout))
         .route(&format!("{}/{{name}}", paths::STATIC), get(assets::serve))
         .route(&format!("{}/{{*key}}", paths::MEDIA), get(media::serve))

@@ -47,6 +47,8 @@ pub struct Dashboard {
 pub struct JobsPanel {
     pub counts: Vec<StatusCount>,
     pub latest: Vec<JobLine>,
+    /// Jobs ended per hour over the last 24 hours: (hour, completed, failed).
+    pub throughput: Vec<(DateTime<Utc>, i64, i64)>,
     pub now: DateTime<Utc>,
 }
 
@@ -97,6 +99,7 @@ pub fn render_jobs_panel(panel: &JobsPanel) -> Markup {
         section.card #jobs-panel {
             h2 { "Jobs" }
             (render_counts(&panel.counts, "No jobs yet."))
+            (render_throughput(&panel.throughput))
             @if !panel.latest.is_empty() {
                 table.jobs {
                     thead { tr { th { "Job" } th { "Kind" } th { "Barcode" } th { "Status" } th { "Created" } } }
@@ -137,6 +140,28 @@ fn render_counts(counts: &[StatusCount], empty: &str) -> Markup {
                     li class={ "status-" (c.status) } {
                         span.count { (c.count) }
                         span.label { (format::label(&c.status)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Jobs ended per hour over the last day, as bars.
+fn render_throughput(hours: &[(DateTime<Utc>, i64, i64)]) -> Markup {
+    let completed: i64 = hours.iter().map(|h| h.1).sum();
+    let failed: i64 = hours.iter().map(|h| h.2).sum();
+    let peak = hours.iter().map(|h| h.1 + h.2).max().unwrap_or(0).max(1);
+    html! {
+        div.throughput {
+            p.muted { "Last 24 hours: " strong { (completed) } " completed, " strong { (failed) } " failed" }
+            @if completed + failed > 0 {
+                div.bars role="img" aria-label=(format!("{completed} completed and {failed} failed in the last 24 hours, per hour")) {
+                    @for (hour, ok, bad) in hours {
+                        div.bar title=(format!("{}: {ok} completed, {bad} failed", hour.format("%H:00"))) {
+                            span.bad style=(format!("height:{}%", bad * 100 / peak)) {}
+                            span.ok style=(format!("height:{}%", ok * 100 / peak)) {}
+                        }
                     }
                 }
             }

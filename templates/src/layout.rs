@@ -52,6 +52,7 @@ fn shell(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {
                             a href=(paths::DASHBOARD) { "Dashboard" }
                             a href=(paths::JOBS) { "Jobs" }
                             a href=(paths::PRODUCTS) { "Products" }
+                            a href=(paths::SYNC) { "Sync" }
                         }
                         form.signout method="post" action=(paths::LOGOUT) {
                             (csrf_field(viewer))

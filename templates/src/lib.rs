@@ -10,3 +10,4 @@ pub mod layout;
 pub mod login;
 pub mod paths;
 pub mod products;
+pub mod sync;

@@ -19,6 +19,7 @@ pub const PRODUCT_APPROVE: &str = "/products/{id}/approve";
 pub const PRODUCT_REJECT: &str = "/products/{id}/reject";
 pub const PRODUCT_REPROCESS: &str = "/products/{id}/reprocess";
 pub const SYNC: &str = "/sync";
+pub const SYNC_ENQUEUE: &str = "/sync/enqueue";
 pub const HEALTHZ: &str = "/healthz";
 pub const LOGIN: &str = "/login";
 pub const LOGOUT: &str = "/logout";

@@ -419,6 +419,23 @@ impl TestServer {
         Self::start_with(pool, storage).await
     }
 
+    /// A server whose Sync page reads the catalog at this API.
+    pub async fn start_with_catalog(
+        pool: &PgPool,
+        catalog: buybuddy_worker::buybuddy::Buybuddy,
+    ) -> Self {
+        let storage = buybuddy_worker::storage::Storage::open(
+            std::env::temp_dir()
+                .join(format!("buybuddy-test-storage-{}", Uuid::new_v4()))
+                .to_str()
+                .unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        Self::build_with(pool, storage, true, Some(Arc::new(catalog))).await
+    }
+
     /// A server reading objects from the given storage.
     pub async fn start_with(pool: &PgPool, storage: buybuddy_worker::storage::Storage) -> Self {
         Self::build(pool, storage, true).await
@@ -440,6 +457,15 @@ impl TestServer {
     }
 
     async fn build(pool: &PgPool, storage: buybuddy_worker::storage::Storage, user: bool) -> Self {
+        Self::build_with(pool, storage, user, None).await
+    }
+
+    async fn build_with(
+        pool: &PgPool,
+        storage: buybuddy_worker::storage::Storage,
+        user: bool,
+        catalog: Option<Arc<buybuddy_worker::buybuddy::Buybuddy>>,
+    ) -> Self {
         let shutdown = CancellationToken::new();
         let state = AppState(Arc::new(App {
             pool: pool.clone(),
@@ -447,6 +473,7 @@ impl TestServer {
             queue: DEFAULT_QUEUE.to_owned(),
             storage,
             max_upload: 8 << 20,
+            catalog,
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
