@@ -31,8 +31,9 @@ apt_install ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
 # A machine may carry its own Node.js build (which bundles npm); Debian's is used otherwise.
 command -v npm >/dev/null || apt_install nodejs npm
 if [ "$WITH_TEST" = 1 ]; then
-	# procps: process checks; python3-venv: the Gemini SDK the protocol tests compare with.
-	apt_install procps python3 python3-venv
+	# procps: process checks; python3-venv: the Gemini SDK the protocol tests compare with;
+	# chromium and its WebDriver: the browser tests.
+	apt_install procps python3 python3-venv chromium chromium-driver
 fi
 
 step "Rust toolchain"

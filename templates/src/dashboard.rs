@@ -80,12 +80,13 @@ pub fn page(viewer: &layout::Viewer, view: &Dashboard) -> Markup {
                     }
                 }
             }
-            // Reloads itself when jobs change: at most once a second while changes
-            // stream in (throttle), and once more after they stop (delay), so the
-            // last state is always shown.
-            div sse-connect=(format!("{}?topic=jobs", paths::EVENTS)) {
+            // Reloads itself when jobs change: the server sends at most one change
+            // a second (coalesce), and always the last one, so the last state shows.
+            div sse-connect=(format!("{}?topic=jobs&coalesce=1000", paths::EVENTS)) {
                 div hx-get=(paths::DASHBOARD_JOBS)
-                    hx-trigger="sse:job throttle:1s, sse:job delay:300ms, sse:resync"
+                    hx-trigger="sse:job, sse:resync"
+                    // A change during a reload is fetched after it, never dropped.
+                    hx-sync="this:queue last"
                     hx-swap="innerHTML" {
                     (render_jobs_panel(&view.jobs))
                 }

@@ -108,9 +108,11 @@ pub fn page(viewer: &Viewer, list: &JobsList, form: &NewJobForm) -> Markup {
                 @if list.paged {
                     (render_list(list))
                 } @else {
-                    div sse-connect=(format!("{}?topic=jobs", paths::EVENTS)) {
+                    div sse-connect=(format!("{}?topic=jobs&coalesce=1000", paths::EVENTS)) {
                         div hx-get=(format!("{}{}", paths::JOBS_LIST, list.filter.query(None)))
-                            hx-trigger="sse:job throttle:1s, sse:job delay:300ms, sse:resync"
+                            hx-trigger="sse:job, sse:resync"
+                            // A change during a reload is fetched after it, never dropped.
+                            hx-sync="this:queue last"
                             hx-swap="innerHTML" {
                             (render_list(list))
                         }
@@ -234,9 +236,11 @@ pub fn job_page(viewer: &Viewer, job: &JobView) -> Markup {
             p.muted { a href=(paths::JOBS) { "← Jobs" } }
             h1 { "Job " code { (short_id(&job.row.id)) } }
             // Every change of this job or its log reloads the live part.
-            div sse-connect=(format!("{}?topic=job:{}", paths::EVENTS, job.row.id)) {
+            div sse-connect=(format!("{}?topic=job:{}&coalesce=300", paths::EVENTS, job.row.id)) {
                 div hx-get=(paths::with_id(paths::JOB_LIVE, &job.row.id))
-                    hx-trigger="sse:job throttle:500ms, sse:job delay:200ms, sse:job_event throttle:500ms, sse:job_event delay:200ms, sse:resync"
+                    hx-trigger="sse:job, sse:job_event, sse:resync"
+                    // A change during a reload is fetched after it, never dropped.
+                    hx-sync="this:queue last"
                     hx-swap="innerHTML" {
                     (render_job_live(viewer, job))
                 }

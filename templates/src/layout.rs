@@ -28,6 +28,8 @@ pub fn csrf_field(viewer: &Viewer) -> Markup {
     html! { input type="hidden" name=(paths::CSRF_FIELD) value=(viewer.csrf_token); }
 }
 
+const HTMX_CONFIG: &str = r#"{"responseHandling":[{"code":"204","swap":false},{"code":"[23]..","swap":true},{"code":"422","swap":true},{"code":"[45]..","swap":false,"error":true}]}"#;
+
 fn shell(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {
     // HTMX sends this header with every request it makes; a JSON attribute
     // value, escaped as any attribute is.
@@ -41,6 +43,8 @@ fn shell(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {
                 title { (title) " · Buybuddy" }
                 link rel="icon" href="data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Crect width='16' height='16' rx='3' fill='%232f6fed'/%3E%3C/svg%3E";
                 link rel="stylesheet" href=(paths::asset("app.css"));
+                // Forms answered with 422 come back with their messages: swap them in.
+                meta name="htmx-config" content=(HTMX_CONFIG);
                 script src=(paths::asset("htmx.min.js")) defer {}
                 script src=(paths::asset("htmx-sse.min.js")) defer {}
             }

@@ -99,9 +99,9 @@ pub fn page(viewer: &Viewer, list: &ProductsList) -> Markup {
                 @if list.paged {
                     (render_list(viewer, list))
                 } @else {
-                    div sse-connect=(format!("{}?topic=products", paths::EVENTS)) {
+                    div sse-connect=(format!("{}?topic=products&coalesce=1000", paths::EVENTS)) {
                         div hx-get=(format!("{}{}", paths::PRODUCTS_LIST, list.filter.query(None)))
-                            hx-trigger="sse:product throttle:1s, sse:product delay:300ms, sse:resync"
+                            hx-trigger="sse:product, sse:resync"
                             // A reload must not undo the boxes someone is ticking.
                             hx-sync="this:replace"
                             hx-swap="innerHTML" {
@@ -250,9 +250,11 @@ pub fn product_page(viewer: &Viewer, product: &ProductView) -> Markup {
         html! {
             p.muted { a href=(paths::PRODUCTS) { "← Products" } }
             h1 { (title) " " code.muted { (product.barcode) } }
-            div sse-connect=(format!("{}?topic=product:{}", paths::EVENTS, product.id)) {
+            div sse-connect=(format!("{}?topic=product:{}&coalesce=300", paths::EVENTS, product.id)) {
                 div hx-get=(paths::with_id(paths::PRODUCT_REVIEW, &product.id))
-                    hx-trigger="sse:product delay:300ms" hx-swap="innerHTML" {
+                    hx-trigger="sse:product, sse:resync"
+                    hx-sync="this:queue last"
+                    hx-swap="innerHTML" {
                     (render_review(viewer, product))
                 }
             }

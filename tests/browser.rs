@@ -1,0 +1,433 @@
+//! The pages in a real browser: headless Chromium driven over WebDriver
+//! (chromedriver). Each test leaves screenshots in
+//! `target/test-output/browser/` for a person to look at.
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use buybuddy::db;
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use uuid::Uuid;
+
+/// chromedriver on a free port, stopped when dropped.
+struct Driver {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> Self {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let child = tokio::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver; run scripts/setup.sh --test)");
+        let url = format!("http://127.0.0.1:{port}");
+        let since = Instant::now();
+        while reqwest::get(format!("{url}/status")).await.is_err() {
+            assert!(
+                since.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self { child, url }
+    }
+
+    async fn browser(&self) -> Client {
+        // Already installed by an earlier test in this process is fine too.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless", "--no-sandbox", "--disable-gpu",
+                         "--disable-background-networking", "--disable-dev-shm-usage",
+                         "--window-size=1280,1000"]
+            }),
+        );
+        ClientBuilder::rustls()
+            .expect("a TLS setup")
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = repo_root().join("target/test-output/browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn screenshot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
+}
+
+/// Waits until `check` holds, polling the page.
+async fn until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let since = Instant::now();
+    while !check().await {
+        assert!(
+            since.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn text_of(browser: &Client, css: &str) -> String {
+    match browser.find(Locator::Css(css)).await {
+        Ok(element) => element.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+async fn fill(browser: &Client, css: &str, value: &str) {
+    let field = browser.find(Locator::Css(css)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(value).await.unwrap();
+}
+
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Signs in through the form, as a person would.
+async fn sign_in(browser: &Client, server: &TestServer, email: &str) {
+    browser.goto(&server.url("/")).await.unwrap();
+    assert!(
+        browser.current_url().await.unwrap().path() == "/login",
+        "sent to sign in"
+    );
+    fill(browser, "input[name=email]", email).await;
+    fill(browser, "input[name=password]", TEST_PASSWORD).await;
+    click(browser, "form button[type=submit]").await;
+    until("the dashboard", Duration::from_secs(10), || async {
+        browser.current_url().await.unwrap().path() == "/"
+    })
+    .await;
+}
+
+async fn user(db: &TestDb) -> String {
+    let email = format!("{}@example.com", Uuid::new_v4().simple());
+    let hash = buybuddy::auth::hash_password(TEST_PASSWORD).unwrap();
+    db::users::upsert(&db.pool, &email, &hash).await.unwrap();
+    email
+}
+
+/// Serves one video at `/video.mp4`.
+async fn video_server(video: Vec<u8>) -> SocketAddr {
+    let app = axum::Router::new().route(
+        "/video.mp4",
+        axum::routing::get(move || {
+            let video = video.clone();
+            async move { ([("content-type", "video/mp4")], video) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    address
+}
+
+#[tokio::test]
+async fn sign_in_start_a_job_from_a_url_and_watch_it_finish_without_reloading() {
+    let db = TestDb::new().await;
+    let pipeline = TestPipeline::new().await;
+    let server = TestServer::start_with(&db.pool, pipeline.pipeline.storage.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let video = std::fs::read(sample_video(dir.path(), "clip.mp4", 60)).unwrap();
+    let videos = video_server(video).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    let email = user(&db).await;
+
+    sign_in(&browser, &server, &email).await;
+    screenshot(&browser, "01-dashboard").await;
+
+    browser.goto(&server.url("/jobs")).await.unwrap();
+    fill(&browser, "#new-job input[name=barcode]", "8690000000001").await;
+    fill(
+        &browser,
+        "#new-job input[name=video_url]",
+        &format!("http://{videos}/video.mp4"),
+    )
+    .await;
+    click(&browser, "#new-job button[type=submit]").await;
+    until("the job page", Duration::from_secs(10), || async {
+        browser
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .starts_with("/jobs/")
+    })
+    .await;
+    // Marks this page load: a reload would lose the mark.
+    browser
+        .execute("window.__sameLoad = true; return null;", vec![])
+        .await
+        .unwrap();
+    let queued = text_of(&browser, "#job-live .status").await;
+    assert_eq!(queued.to_lowercase(), "queued");
+    screenshot(&browser, "02-job-queued").await;
+
+    // Only now does a worker start: every change reaches the page over SSE.
+    let worker = InProcessWorker::start(&db.pool, pipeline.worker_config());
+    let mut seen: Vec<f64> = Vec::new();
+    let since = Instant::now();
+    loop {
+        let progress = browser
+            .execute(
+                "const p = document.getElementById('job-progress'); return p ? p.value : null;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if let Some(value) = progress.as_f64()
+            && seen.last() != Some(&value)
+        {
+            seen.push(value);
+        }
+        if text_of(&browser, "#job-live .status").await.to_lowercase() == "completed" {
+            break;
+        }
+        if since.elapsed() > Duration::from_secs(60) {
+            screenshot(&browser, "03-job-stuck").await;
+            let row: (String, Option<String>) = sqlx::query_as(
+                "SELECT status::text, error_message FROM jobs ORDER BY created_at DESC LIMIT 1",
+            )
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            panic!(
+                "the job did not complete on the page; progress seen: {seen:?}; in the database: {row:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    screenshot(&browser, "03-job-completed").await;
+    let same = browser
+        .execute("return window.__sameLoad === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        same,
+        json!(true),
+        "the page updated itself, without a reload"
+    );
+    assert!(
+        seen.len() >= 3,
+        "the progress bar moved through several values: {seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "and only forward: {seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&100.0));
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn retry_a_failed_job_from_its_page() {
+    let db = TestDb::new().await;
+    let server = TestServer::start(&db.pool).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    let email = user(&db).await;
+    let id = buybuddy::queue::enqueue(
+        &db.pool,
+        buybuddy::queue::DEFAULT_QUEUE,
+        vec![buybuddy::jobs::JobSpec::Noop(buybuddy::jobs::noop::Noop {}).into()],
+    )
+    .await
+    .unwrap()[0];
+    sqlx::query(
+        "UPDATE jobs SET status = 'failed', completed_at = now(), stage = 'download',
+                         error_message = 'https://cdn.example/v.mp4 was not found' WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+
+    sign_in(&browser, &server, &email).await;
+    browser
+        .goto(&server.url(&format!("/jobs/{id}")))
+        .await
+        .unwrap();
+    assert!(
+        text_of(&browser, "#job-live .error")
+            .await
+            .contains("was not found")
+    );
+    screenshot(&browser, "04-failed-job").await;
+    click(&browser, &format!("form[action='/jobs/{id}/retry'] button")).await;
+    until("the new job's page", Duration::from_secs(10), || async {
+        let path = browser.current_url().await.unwrap().path().to_owned();
+        path.starts_with("/jobs/") && !path.contains(&id.to_string())
+    })
+    .await;
+    assert!(text_of(&browser, "#job-live").await.contains("Retry of"));
+    screenshot(&browser, "05-retried-job").await;
+}
+
+/// A product awaiting review, with one frame row.
+async fn product(db: &TestDb, barcode: &str, name: &str) -> Uuid {
+    sqlx::query_scalar(
+        "INSERT INTO products (barcode, product_name, brand_name, status)
+         VALUES ($1, $2, 'Fizzo', 'needs_review') RETURNING id",
+    )
+    .bind(barcode)
+    .bind(name)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn edit_metadata_approve_and_bulk_reject_in_the_browser() {
+    let db = TestDb::new().await;
+    let server = TestServer::start(&db.pool).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    let email = user(&db).await;
+    let cola = product(&db, "8690000000001", "Fizzo Cola").await;
+    let b = product(&db, "8690000000002", "Fizzo Lemon").await;
+    let c = product(&db, "8690000000003", "Fizzo Orange").await;
+    sign_in(&browser, &server, &email).await;
+
+    // An invalid value: the message is next to the field, and what was typed stays.
+    browser
+        .goto(&server.url(&format!("/products/{cola}")))
+        .await
+        .unwrap();
+    fill(
+        &browser,
+        "#editor input[name=product_name]",
+        "Fizzo Cola Zero",
+    )
+    .await;
+    fill(&browser, "#editor input[name=visibility_score]", "250").await;
+    click(&browser, "#editor button[type=submit]").await;
+    until("the field's message", Duration::from_secs(10), || async {
+        text_of(&browser, "#editor")
+            .await
+            .contains("A whole number from 0 to 100")
+    })
+    .await;
+    let typed = browser
+        .find(Locator::Css("#editor input[name=product_name]"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(typed.as_deref(), Some("Fizzo Cola Zero"));
+    screenshot(&browser, "06-metadata-invalid").await;
+    let stored = db::products::get(&db.pool, cola).await.unwrap().unwrap();
+    assert_eq!(
+        stored.product_name.as_deref(),
+        Some("Fizzo Cola"),
+        "nothing saved"
+    );
+
+    fill(&browser, "#editor input[name=visibility_score]", "88").await;
+    click(&browser, "#editor button[type=submit]").await;
+    until("the save", Duration::from_secs(10), || async {
+        text_of(&browser, "#editor").await.contains("Saved.")
+    })
+    .await;
+    let stored = db::products::get(&db.pool, cola).await.unwrap().unwrap();
+    assert_eq!(stored.product_name.as_deref(), Some("Fizzo Cola Zero"));
+    assert_eq!(stored.visibility_score, Some(88));
+    screenshot(&browser, "07-metadata-saved").await;
+
+    click(
+        &browser,
+        &format!("form[action='/products/{cola}/approve'] button"),
+    )
+    .await;
+    until("the approval", Duration::from_secs(10), || async {
+        text_of(&browser, "#review .status").await.to_lowercase() == "approved"
+    })
+    .await;
+    assert_eq!(
+        db::products::get(&db.pool, cola)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "approved"
+    );
+    screenshot(&browser, "08-approved").await;
+
+    // Bulk: tick two rows, give a reason, reject.
+    browser.goto(&server.url("/products")).await.unwrap();
+    for id in [b, c] {
+        click(&browser, &format!("input[name=ids][value='{id}']")).await;
+    }
+    fill(
+        &browser,
+        "#products-list input[name=reason]",
+        "wrong product filmed",
+    )
+    .await;
+    click(&browser, "#products-list button[value=reject]").await;
+    until("the bulk result", Duration::from_secs(10), || async {
+        text_of(&browser, ".notice")
+            .await
+            .contains("Rejected 2 products.")
+    })
+    .await;
+    screenshot(&browser, "09-bulk-rejected").await;
+    for id in [b, c] {
+        let p = db::products::get(&db.pool, id).await.unwrap().unwrap();
+        assert_eq!(
+            (p.status.as_str(), p.review_note.as_deref()),
+            ("rejected", Some("wrong product filmed"))
+        );
+    }
+    assert_eq!(
+        db::products::get(&db.pool, cola)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "approved"
+    );
+}
