@@ -398,51 +398,13 @@ async fn a_failed_job_is_retried_once_and_a_queued_one_cancelled() {
     assert!(live.contains("status-cancelled") && !live.contains("<html"));
 }
 
-/// A product with `frames` frames (rows only) and a video job behind it.
-async fn product(db: &TestDb, barcode: &str, name: &str, frames: i32) -> Uuid {
-    let id: Uuid = sqlx::query_scalar(
-        "INSERT INTO products (barcode, product_name, status) VALUES ($1, $2, 'needs_review') RETURNING id",
-    )
-    .bind(barcode)
-    .bind(name)
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
-    let job = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO jobs (id, kind, payload, barcode, video_url, status, max_attempts, started_at, completed_at)
-         VALUES ($1, 'video', '{}', $2, $3, 'completed', 1, now(), now())",
-    )
-    .bind(job)
-    .bind(barcode)
-    .bind(format!("https://cdn.example/{barcode}.mp4"))
-    .execute(&db.pool)
-    .await
-    .unwrap();
-    for i in 0..frames {
-        sqlx::query(
-            "INSERT INTO frames (product_id, job_id, frame_index, storage_key, mask_key, width, height, quality)
-             VALUES ($1, $2, $3, $4, $5, 518, 518, '{}')",
-        )
-        .bind(id)
-        .bind(job)
-        .bind(i)
-        .bind(format!("frames/{barcode}/{job}/{i:04}.png"))
-        .bind(format!("masks/{barcode}/{job}/{i:04}.png"))
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    }
-    id
-}
-
 #[tokio::test]
 async fn the_products_list_searches_pages_and_escapes() {
     let db = TestDb::new().await;
     let server = TestServer::start(&db.pool).await;
-    product(&db, "8690000000001", "Fizzo Cola", 3).await;
-    product(&db, "8690000000002", "Crispy Chips", 0).await;
-    product(&db, "8690000000003", "<script>alert(1)</script>", 1).await;
+    seed_product(&db.pool, "8690000000001", "Fizzo Cola", 3).await;
+    seed_product(&db.pool, "8690000000002", "Crispy Chips", 0).await;
+    seed_product(&db.pool, "8690000000003", "<script>alert(1)</script>", 1).await;
     let (status, html) = text(&server.client, server.url("/products")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(html.matches("<tr data-status").count(), 3);
@@ -465,7 +427,7 @@ async fn metadata_edits_are_validated_per_field_and_kept_on_error() {
     let db = TestDb::new().await;
     let server = TestServer::start(&db.pool).await;
     let (client, _) = session_client(&db, &server, true).await;
-    let id = product(&db, "8690000000001", "Fizzo Cola", 4).await;
+    let id = seed_product(&db.pool, "8690000000001", "Fizzo Cola", 4).await;
     let (_, page) = text(&client, server.url(&format!("/products/{id}"))).await;
     assert_eq!(page.matches("class=\"frame\"").count(), 4);
     assert!(page.contains("show-masks") && page.contains("class=\"mask\""));
@@ -491,7 +453,7 @@ async fn metadata_edits_are_validated_per_field_and_kept_on_error() {
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = refused.text().await.unwrap();
     assert!(
-        html.contains("A whole number from 0 to 100, not &quot;250&quot;"),
+        html.contains("A whole number from 0 to 100, not 250."),
         "{html}"
     );
     assert!(html.contains("Line 2 should read name: value"), "{html}");
@@ -542,9 +504,9 @@ async fn approve_reject_and_reprocess_one_or_many() {
     let db = TestDb::new().await;
     let server = TestServer::start(&db.pool).await;
     let (client, _) = session_client(&db, &server, true).await;
-    let a = product(&db, "8690000000001", "A", 1).await;
-    let b = product(&db, "8690000000002", "B", 1).await;
-    let c = product(&db, "8690000000003", "C", 1).await;
+    let a = seed_product(&db.pool, "8690000000001", "A", 1).await;
+    let b = seed_product(&db.pool, "8690000000002", "B", 1).await;
+    let c = seed_product(&db.pool, "8690000000003", "C", 1).await;
     let status_of = |id: Uuid| {
         let pool = db.pool.clone();
         async move { db::products::get(&pool, id).await.unwrap().unwrap() }

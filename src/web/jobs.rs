@@ -12,13 +12,13 @@ use buybuddy_templates::{
     jobs::{self, EventLine, JobFilter, JobRow, JobView, JobsList, NewJobForm},
     paths,
 };
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use maud::Markup;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
-use super::{AppError, AppState, Viewer, error::OwnBody};
+use super::{AppError, AppState, Viewer, error::OwnBody, paging};
 use crate::{
     db::{self, jobs::Cancel},
     jobs::{JobSpec, video::Video},
@@ -37,7 +37,7 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    fn filter(&self) -> Result<(JobFilter, db::jobs::ListFilter), AppError> {
+    pub(super) fn filter(&self) -> Result<(JobFilter, db::jobs::ListFilter), AppError> {
         let status = self
             .status
             .clone()
@@ -51,7 +51,7 @@ impl ListQuery {
             })
             .transpose()?;
         let q = self.q.clone().unwrap_or_default().trim().to_owned();
-        let before = self.before.as_deref().map(parse_cursor).transpose()?;
+        let before = self.before.as_deref().map(paging::parse).transpose()?;
         Ok((
             JobFilter {
                 status: status.clone(),
@@ -64,18 +64,6 @@ impl ListQuery {
             },
         ))
     }
-}
-
-fn cursor(job: &db::jobs::Job) -> String {
-    format!("{}_{}", job.created_at.timestamp_micros(), job.id)
-}
-
-fn parse_cursor(text: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
-    let bad =
-        || AppError::BadRequest("That page link is broken; start from the first page.".into());
-    let (micros, id) = text.split_once('_').ok_or_else(bad)?;
-    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
-    Ok((at, id.parse().map_err(|_| bad())?))
 }
 
 pub fn row(job: &db::jobs::Job) -> JobRow {
@@ -95,10 +83,7 @@ pub fn row(job: &db::jobs::Job) -> JobRow {
 async fn list_view(state: &AppState, query: &ListQuery) -> Result<JobsList, AppError> {
     let (filter, db_filter) = query.filter()?;
     let mut found = db::jobs::list(&state.pool, &db_filter, PAGE + 1).await?;
-    let next = (found.len() as i64 > PAGE).then(|| {
-        found.truncate(PAGE as usize);
-        cursor(found.last().expect("a full page"))
-    });
+    let next = paging::cut(&mut found, PAGE, |j| (j.created_at, j.id));
     Ok(JobsList {
         filter,
         rows: found.iter().map(row).collect(),

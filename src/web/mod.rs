@@ -10,6 +10,8 @@ mod health;
 mod jobs;
 mod login;
 mod media;
+mod metadata;
+mod paging;
 mod products;
 mod sync;
 

@@ -16,13 +16,19 @@ use buybuddy_templates::{
         self, FrameTile, MetadataForm, ProductFilter, ProductRow, ProductView, ProductsList,
     },
 };
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use maud::Markup;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
-use super::{AppError, AppState, Viewer, error::OwnBody, jobs::go_to};
+use super::{
+    AppError, AppState, Viewer,
+    error::OwnBody,
+    jobs::go_to,
+    metadata::{self, EditorFields},
+    paging,
+};
 use crate::{
     db,
     jobs::{JobSpec, video::Video},
@@ -30,10 +36,6 @@ use crate::{
 };
 
 const PAGE: i64 = 50;
-const MAX_TEXT: usize = 200;
-const MAX_PROMPT: usize = 80;
-const MAX_CLAIMS: usize = 40;
-const MAX_FACTS: usize = 60;
 
 #[derive(Debug, Deserialize, Default)]
 pub struct ListQuery {
@@ -42,38 +44,39 @@ pub struct ListQuery {
     before: Option<String>,
 }
 
-fn parse_cursor(text: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
-    let bad =
-        || AppError::BadRequest("That page link is broken; start from the first page.".into());
-    let (micros, id) = text.split_once('_').ok_or_else(bad)?;
-    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
-    Ok((at, id.parse().map_err(|_| bad())?))
+impl ListQuery {
+    /// The list's filter as the page shows it and as the database reads it.
+    pub(super) fn filter(&self) -> Result<(ProductFilter, db::products::ListFilter), AppError> {
+        let status = self.status.clone().filter(|s| !s.is_empty());
+        if let Some(status) = &status
+            && !products::STATUSES.contains(&status.as_str())
+        {
+            return Err(AppError::BadRequest(format!(
+                "{status:?} is not a product status."
+            )));
+        }
+        let q = self.q.clone().unwrap_or_default().trim().to_owned();
+        let before = self.before.as_deref().map(paging::parse).transpose()?;
+        Ok((
+            ProductFilter {
+                status: status.clone(),
+                q: q.clone(),
+            },
+            db::products::ListFilter {
+                status,
+                search: Some(q).filter(|q| !q.is_empty()),
+                before,
+            },
+        ))
+    }
 }
 
 async fn list_view(state: &AppState, query: &ListQuery) -> Result<ProductsList, AppError> {
-    let status = query.status.clone().filter(|s| !s.is_empty());
-    if let Some(status) = &status
-        && !products::STATUSES.contains(&status.as_str())
-    {
-        return Err(AppError::BadRequest(format!(
-            "{status:?} is not a product status."
-        )));
-    }
-    let q = query.q.clone().unwrap_or_default().trim().to_owned();
-    let before = query.before.as_deref().map(parse_cursor).transpose()?;
-    let filter = db::products::ListFilter {
-        status: status.clone(),
-        search: Some(q.clone()).filter(|q| !q.is_empty()),
-        before,
-    };
+    let (shown, filter) = query.filter()?;
     let mut rows = db::products::list(&state.pool, &filter, PAGE + 1).await?;
-    let next = (rows.len() as i64 > PAGE).then(|| {
-        rows.truncate(PAGE as usize);
-        let last = rows.last().expect("a full page");
-        format!("{}_{}", last.created_at.timestamp_micros(), last.id)
-    });
+    let next = paging::cut(&mut rows, PAGE, |p| (p.created_at, p.id));
     Ok(ProductsList {
-        filter: ProductFilter { status, q },
+        filter: shown,
         rows: rows
             .into_iter()
             .map(|p| ProductRow {
@@ -88,7 +91,7 @@ async fn list_view(state: &AppState, query: &ListQuery) -> Result<ProductsList, 
             })
             .collect(),
         next,
-        paged: before.is_some(),
+        paged: filter.before.is_some(),
         now: Utc::now(),
         notice: None,
     })
@@ -158,7 +161,8 @@ pub async fn bulk(
                 }
             },
             Some("reprocess") => {
-                let (queued, missing) = reprocess(&state, &ids).await?;
+                let done = reprocess(&state, &ids).await?;
+                let (queued, missing) = (done.jobs.len(), done.without_video.len());
                 if missing > 0 {
                     format!("Queued {queued} jobs; {missing} products have no known video.")
                 } else {
@@ -182,27 +186,36 @@ pub async fn bulk(
     Ok(products::page(&viewer.0, &list).into_response())
 }
 
-/// Queues a video job per product from its newest known video; returns how
-/// many were queued and how many had no video.
-async fn reprocess(state: &AppState, ids: &[Uuid]) -> Result<(usize, usize), AppError> {
+/// What a reprocess queued.
+pub(super) struct Reprocessed {
+    /// The jobs queued, one per product with a known video.
+    pub jobs: Vec<Uuid>,
+    /// The products whose video is not known.
+    pub without_video: Vec<Uuid>,
+}
+
+/// Queues a video job per product from its newest known video.
+pub(super) async fn reprocess(state: &AppState, ids: &[Uuid]) -> Result<Reprocessed, AppError> {
     let found = db::products::videos(&state.pool, ids).await?;
-    let mut jobs = Vec::new();
-    let mut missing = 0;
-    for (_, barcode, url, video_id) in found {
+    let mut specs = Vec::new();
+    let mut without_video = Vec::new();
+    for (id, barcode, url, video_id) in found {
         match url {
-            Some(video_url) => jobs.push(Enqueue::from(JobSpec::Video(Video {
+            Some(video_url) => specs.push(Enqueue::from(JobSpec::Video(Video {
                 video_url,
                 barcode,
                 video_id,
                 frames: None,
                 background: None,
             }))),
-            None => missing += 1,
+            None => without_video.push(id),
         }
     }
-    let queued = jobs.len();
-    queue::enqueue(&state.pool, &state.queue, jobs).await?;
-    Ok((queued, missing))
+    let jobs = queue::enqueue(&state.pool, &state.queue, specs).await?;
+    Ok(Reprocessed {
+        jobs,
+        without_video,
+    })
 }
 
 fn form_of(p: &db::products::Product) -> MetadataForm {
@@ -317,145 +330,20 @@ pub async fn review_fragment(
     ))
 }
 
-/// The editor's fields as posted.
-#[derive(Debug, Deserialize, Default)]
-pub struct EditorFields {
-    #[serde(default)]
-    brand_name: String,
-    #[serde(default)]
-    sub_brand: String,
-    #[serde(default)]
-    product_name: String,
-    #[serde(default)]
-    variant_flavor: String,
-    #[serde(default)]
-    category: String,
-    #[serde(default)]
-    container_type: String,
-    #[serde(default)]
-    net_quantity: String,
-    #[serde(default)]
-    nutrition_facts: String,
-    #[serde(default)]
-    claims: String,
-    #[serde(default)]
-    grounding_prompt: String,
-    #[serde(default)]
-    visibility_score: String,
-}
-
-impl EditorFields {
-    fn form(&self) -> MetadataForm {
-        MetadataForm {
-            brand_name: self.brand_name.clone(),
-            sub_brand: self.sub_brand.clone(),
-            product_name: self.product_name.clone(),
-            variant_flavor: self.variant_flavor.clone(),
-            category: self.category.clone(),
-            container_type: self.container_type.clone(),
-            net_quantity: self.net_quantity.clone(),
-            nutrition_facts: self.nutrition_facts.clone(),
-            claims: self.claims.clone(),
-            grounding_prompt: self.grounding_prompt.clone(),
-            visibility_score: self.visibility_score.clone(),
-        }
-    }
-}
-
-/// Checks the typed metadata field by field.
-pub fn validate(
-    fields: &EditorFields,
-) -> Result<db::products::Metadata, BTreeMap<&'static str, String>> {
-    let mut errors = BTreeMap::new();
-    let mut text = |name: &'static str, value: &str, max: usize| {
-        let cleaned = value.split_whitespace().collect::<Vec<_>>().join(" ");
-        let chars = cleaned.chars().count();
-        if chars > max {
-            errors.insert(name, format!("At most {max} characters; this has {chars}."));
-        }
-        (!cleaned.is_empty()).then_some(cleaned)
-    };
-    let mut metadata = db::products::Metadata {
-        brand_name: text("brand_name", &fields.brand_name, MAX_TEXT),
-        sub_brand: text("sub_brand", &fields.sub_brand, MAX_TEXT),
-        product_name: text("product_name", &fields.product_name, MAX_TEXT),
-        variant_flavor: text("variant_flavor", &fields.variant_flavor, MAX_TEXT),
-        category: text("category", &fields.category, MAX_TEXT),
-        container_type: text("container_type", &fields.container_type, MAX_TEXT),
-        net_quantity: text("net_quantity", &fields.net_quantity, MAX_TEXT),
-        grounding_prompt: text("grounding_prompt", &fields.grounding_prompt, MAX_PROMPT),
-        ..Default::default()
-    };
-    if metadata.product_name.is_none() {
-        errors.insert("product_name", "A product needs a name.".into());
-    }
-    let score = fields.visibility_score.trim();
-    if !score.is_empty() {
-        match score.parse::<i32>() {
-            Ok(v) if (0..=100).contains(&v) => metadata.visibility_score = Some(v),
-            _ => {
-                errors.insert(
-                    "visibility_score",
-                    format!("A whole number from 0 to 100, not {score:?}."),
-                );
-            }
-        }
-    }
-    let mut facts = Map::new();
-    for (n, line) in fields.nutrition_facts.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        match line.split_once(':') {
-            Some((name, value)) if !name.trim().is_empty() && !value.trim().is_empty() => {
-                let value = value.trim();
-                let value = value
-                    .parse::<f64>()
-                    .ok()
-                    .and_then(serde_json::Number::from_f64)
-                    .map(Value::Number)
-                    .unwrap_or_else(|| Value::String(value.to_owned()));
-                facts.insert(name.trim().to_owned(), value);
-            }
-            _ => {
-                errors.insert(
-                    "nutrition_facts",
-                    format!(
-                        "Line {} should read name: value (e.g. sugars: 10.6 g).",
-                        n + 1
-                    ),
-                );
-                break;
-            }
-        }
-    }
-    if facts.len() > MAX_FACTS {
-        errors.insert("nutrition_facts", format!("At most {MAX_FACTS} facts."));
-    }
-    metadata.nutrition_facts = facts;
-    let claims: Vec<String> = fields
-        .claims
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|l| !l.is_empty())
-        .collect();
-    if claims.len() > MAX_CLAIMS {
-        errors.insert("claims", format!("At most {MAX_CLAIMS} claims."));
-    } else if let Some(long) = claims.iter().find(|c| c.chars().count() > MAX_TEXT) {
-        errors.insert(
-            "claims",
-            format!(
-                "A claim has at most {MAX_TEXT} characters: {:?}…",
-                long.chars().take(30).collect::<String>()
-            ),
-        );
-    }
-    metadata.claims = claims;
-    if errors.is_empty() {
-        Ok(metadata)
-    } else {
-        Err(errors)
+/// What was typed, to show again with the messages.
+fn typed(fields: &EditorFields) -> MetadataForm {
+    MetadataForm {
+        brand_name: fields.brand_name.clone(),
+        sub_brand: fields.sub_brand.clone(),
+        product_name: fields.product_name.clone(),
+        variant_flavor: fields.variant_flavor.clone(),
+        category: fields.category.clone(),
+        container_type: fields.container_type.clone(),
+        net_quantity: fields.net_quantity.clone(),
+        nutrition_facts: fields.nutrition_facts.clone(),
+        claims: fields.claims.clone(),
+        grounding_prompt: fields.grounding_prompt.clone(),
+        visibility_score: fields.visibility_score.clone(),
     }
 }
 
@@ -468,7 +356,7 @@ pub async fn save(
 ) -> Result<Response, AppError> {
     let htmx = headers.contains_key("hx-request");
     let (mut view, _) = product_view(&state, id).await?;
-    let status = match validate(&fields) {
+    let status = match metadata::from_form(&fields) {
         Ok(metadata) => {
             db::products::update_metadata(&state.pool, id, &metadata).await?;
             let (saved, _) = product_view(&state, id).await?;
@@ -480,7 +368,7 @@ pub async fn save(
         }
         Err(errors) => {
             // What was typed stays, with a message next to each bad field.
-            view.form = fields.form();
+            view.form = typed(&fields);
             view.errors = errors;
             StatusCode::UNPROCESSABLE_ENTITY
         }
@@ -534,7 +422,7 @@ pub async fn reject(
     ))
 }
 
-async fn review_one(
+pub(super) async fn review_one(
     state: &AppState,
     viewer: &Viewer,
     id: Uuid,
@@ -552,8 +440,7 @@ pub async fn reprocess_one(
     headers: HeaderMap,
     Path(id): Path<Uuid>,
 ) -> Result<Response, AppError> {
-    let (queued, _) = reprocess(&state, &[id]).await?;
-    if queued == 0 {
+    if reprocess(&state, &[id]).await?.jobs.is_empty() {
         return Err(AppError::Conflict(
             "This product's video is not known: start a job with its video on the Jobs page."
                 .into(),

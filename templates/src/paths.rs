@@ -30,6 +30,15 @@ pub const MEDIA: &str = "/media";
 pub const API_JOBS: &str = "/api/jobs";
 pub const API_JOB: &str = "/api/jobs/{id}";
 pub const API_JOB_CANCEL: &str = "/api/jobs/{id}/cancel";
+pub const API_JOB_RETRY: &str = "/api/jobs/{id}/retry";
+pub const API_PRODUCTS: &str = "/api/products";
+pub const API_PRODUCTS_REVIEW: &str = "/api/products/review";
+pub const API_PRODUCT: &str = "/api/products/{id}";
+pub const API_PRODUCT_APPROVE: &str = "/api/products/{id}/approve";
+pub const API_PRODUCT_REJECT: &str = "/api/products/{id}/reject";
+pub const API_PRODUCT_REPROCESS: &str = "/api/products/{id}/reprocess";
+pub const API_SYNC: &str = "/api/sync";
+pub const API_SYNC_ENQUEUE: &str = "/api/sync/enqueue";
 
 /// A path with its `{id}` filled in.
 pub fn with_id(path: &str, id: impl std::fmt::Display) -> String {

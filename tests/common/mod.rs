@@ -619,3 +619,41 @@ pub fn sample_video(dir: &std::path::Path, name: &str, frames: usize) -> PathBuf
     .unwrap();
     path
 }
+
+/// A product with `frames` frames (rows only) and a video job behind it.
+pub async fn seed_product(pool: &PgPool, barcode: &str, name: &str, frames: i32) -> Uuid {
+    let id: Uuid = sqlx::query_scalar(
+        "INSERT INTO products (barcode, product_name, status) VALUES ($1, $2, 'needs_review') RETURNING id",
+    )
+    .bind(barcode)
+    .bind(name)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let job = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, payload, barcode, video_url, status, max_attempts, started_at, completed_at)
+         VALUES ($1, 'video', '{}', $2, $3, 'completed', 1, now(), now())",
+    )
+    .bind(job)
+    .bind(barcode)
+    .bind(format!("https://cdn.example/{barcode}.mp4"))
+    .execute(pool)
+    .await
+    .unwrap();
+    for i in 0..frames {
+        sqlx::query(
+            "INSERT INTO frames (product_id, job_id, frame_index, storage_key, mask_key, width, height, quality)
+             VALUES ($1, $2, $3, $4, $5, 518, 518, '{}')",
+        )
+        .bind(id)
+        .bind(job)
+        .bind(i)
+        .bind(format!("frames/{barcode}/{job}/{i:04}.png"))
+        .bind(format!("masks/{barcode}/{job}/{i:04}.png"))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    id
+}

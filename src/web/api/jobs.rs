@@ -1,22 +1,23 @@
-//! The JSON API for jobs: list them, create one, read one (with its event log),
-//! cancel one.
+//! Jobs: list (filters and pages as on the Jobs page), create, read (with the
+//! event log), cancel, retry.
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
     routing::{get, post},
 };
 use buybuddy_templates::paths;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{AppError, AppState};
+use super::Limit;
 use crate::{
     db::{self, jobs::Cancel},
     jobs::JobSpec,
     queue::{self, Enqueue},
+    web::{AppError, AppState, jobs::ListQuery, paging},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -24,21 +25,21 @@ pub fn routes() -> Router<AppState> {
         .route(paths::API_JOBS, get(list).post(create))
         .route(paths::API_JOB, get(show))
         .route(paths::API_JOB_CANCEL, post(cancel))
+        .route(paths::API_JOB_RETRY, post(retry))
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<i64>,
-}
-
-/// The newest jobs, newest first (`?limit=`, 50 by default, at most 500).
+/// Newest first; `?status=`, `?q=` (part of a barcode), `?before=` (the
+/// `next` of the previous page) and `?limit=`.
 async fn list(
     State(state): State<AppState>,
-    axum::extract::Query(query): axum::extract::Query<ListQuery>,
+    Query(query): Query<ListQuery>,
+    Query(limit): Query<Limit>,
 ) -> Result<Json<Value>, AppError> {
-    let limit = query.limit.unwrap_or(50).clamp(1, 500);
-    let jobs = db::jobs::latest(&state.pool, limit).await?;
-    Ok(Json(json!({ "jobs": jobs })))
+    let (_, filter) = query.filter()?;
+    let limit = limit.get();
+    let mut jobs = db::jobs::list(&state.pool, &filter, limit + 1).await?;
+    let next = paging::cut(&mut jobs, limit, |j| (j.created_at, j.id));
+    Ok(Json(json!({ "jobs": jobs, "next": next })))
 }
 
 #[derive(Deserialize)]
@@ -48,15 +49,10 @@ struct NewJob {
     max_attempts: Option<u32>,
 }
 
-#[derive(Serialize)]
-struct Created {
-    id: Uuid,
-}
-
 async fn create(
     State(state): State<AppState>,
     Json(request): Json<NewJob>,
-) -> Result<(StatusCode, Json<Created>), AppError> {
+) -> Result<(StatusCode, Json<Value>), AppError> {
     let spec: JobSpec = serde_json::from_value(request.spec)
         .map_err(|e| AppError::BadRequest(format!("Not a job this platform knows: {e}.")))?;
     if request.max_attempts == Some(0) {
@@ -73,7 +69,7 @@ async fn create(
         }],
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(Created { id: ids[0] })))
+    Ok((StatusCode::CREATED, Json(json!({ "id": ids[0] }))))
 }
 
 async fn show(
@@ -99,4 +95,16 @@ async fn cancel(
         ))),
         Cancel::NotFound => Err(AppError::NotFound(format!("No job {id}."))),
     }
+}
+
+/// Queues a failed or cancelled job again, once: the new job points back.
+async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let new = crate::web::jobs::retry_job(&state, id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": new, "retry_of": id })),
+    ))
 }
