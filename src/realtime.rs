@@ -2,7 +2,13 @@
 //! migrations/*_realtime.sql); the server LISTENs on one connection and fans the
 //! notifications out to subscribers, re-establishing the connection when it drops.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use serde::Deserialize;
 use sqlx::{PgPool, postgres::PgListener};
@@ -76,22 +82,46 @@ impl Change {
 #[derive(Clone)]
 pub struct Hub {
     sender: broadcast::Sender<Change>,
+    state: Arc<Listening>,
+}
+
+/// Whether the listener is connected, and how many changes it has seen.
+#[derive(Default)]
+struct Listening {
+    connected: AtomicBool,
+    changes: AtomicU64,
 }
 
 impl Hub {
     /// Starts listening; the listener runs until `shutdown` fires.
     pub fn start(pool: PgPool, shutdown: CancellationToken) -> Self {
         let (sender, _) = broadcast::channel(4096);
-        tokio::spawn(listen(pool, sender.clone(), shutdown));
-        Self { sender }
+        let state = Arc::new(Listening::default());
+        tokio::spawn(listen(pool, sender.clone(), state.clone(), shutdown));
+        Self { sender, state }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.sender.subscribe()
     }
+
+    /// A number that grows with every change the database announces; while
+    /// the listener is not connected, changes may go unseen and there is none.
+    /// Two equal readings mean nothing changed in between.
+    pub fn generation(&self) -> Option<u64> {
+        self.state
+            .connected
+            .load(Ordering::Acquire)
+            .then(|| self.state.changes.load(Ordering::Acquire))
+    }
 }
 
-async fn listen(pool: PgPool, sender: broadcast::Sender<Change>, shutdown: CancellationToken) {
+async fn listen(
+    pool: PgPool,
+    sender: broadcast::Sender<Change>,
+    state: Arc<Listening>,
+    shutdown: CancellationToken,
+) {
     let mut delay = Duration::from_millis(250);
     let mut connected_before = false;
     loop {
@@ -105,9 +135,13 @@ async fn listen(pool: PgPool, sender: broadcast::Sender<Change>, shutdown: Cance
             }
             connected_before = true;
             delay = Duration::from_millis(250);
+            // Anything computed before now may be out of date.
+            state.changes.fetch_add(1, Ordering::AcqRel);
+            state.connected.store(true, Ordering::Release);
             loop {
                 match listener.try_recv().await? {
                     Some(notification) => {
+                        state.changes.fetch_add(1, Ordering::AcqRel);
                         if let Some(change) = Change::parse(notification.payload()) {
                             let _ = sender.send(change);
                         }
@@ -116,12 +150,14 @@ async fn listen(pool: PgPool, sender: broadcast::Sender<Change>, shutdown: Cance
                 }
             }
         };
-        tokio::select! {
-            result = session => match result {
-                Ok(()) => tracing::warn!("realtime listener lost its connection; reconnecting"),
-                Err(error) => tracing::warn!(%error, "realtime listener failed; reconnecting"),
-            },
+        let result = tokio::select! {
+            result = session => result,
             _ = shutdown.cancelled() => return,
+        };
+        state.connected.store(false, Ordering::Release);
+        match result {
+            Ok(()) => tracing::warn!("realtime listener lost its connection; reconnecting"),
+            Err(error) => tracing::warn!(%error, "realtime listener failed; reconnecting"),
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}

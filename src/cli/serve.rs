@@ -52,6 +52,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         storage,
         max_upload: args.max_upload,
         catalog: args.api.client()?.map(Arc::new),
+        dashboard: Default::default(),
     }));
     web::serve(listener, state, shutdown).await
 }

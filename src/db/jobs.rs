@@ -466,7 +466,19 @@ pub async fn list(
     filter: &ListFilter,
     limit: i64,
 ) -> sqlx::Result<Vec<Job>> {
-    let mut query = sqlx::QueryBuilder::new("SELECT * FROM jobs WHERE true");
+    list_query("", filter, limit)
+        .build_query_as::<Job>()
+        .fetch_all(db)
+        .await
+}
+
+/// The list's statement after `prefix` (`EXPLAIN ...` in the web benchmark).
+pub fn list_query(
+    prefix: &str,
+    filter: &ListFilter,
+    limit: i64,
+) -> sqlx::QueryBuilder<sqlx::Postgres> {
+    let mut query = sqlx::QueryBuilder::new(format!("{prefix}SELECT * FROM jobs WHERE true"));
     if let Some(status) = &filter.status {
         query.push(" AND status = ").push_bind(status.clone());
     }
@@ -486,7 +498,7 @@ pub async fn list(
     query
         .push(" ORDER BY created_at DESC, id DESC LIMIT ")
         .push_bind(limit);
-    query.build_query_as::<Job>().fetch_all(db).await
+    query
 }
 
 /// `%`, `_` and `\` match themselves.
@@ -502,14 +514,22 @@ pub async fn throughput_24h(
 ) -> sqlx::Result<Vec<(DateTime<Utc>, i64, i64)>> {
     let rows = sqlx::query!(
         r#"
+        WITH ended AS (
+            SELECT date_trunc('hour', completed_at) AS hour,
+                   count(*) FILTER (WHERE status = 'completed') AS completed,
+                   count(*) FILTER (WHERE status = 'failed') AS failed
+            FROM jobs
+            WHERE completed_at >= date_trunc('hour', now()) - interval '23 hours'
+              AND status IN ('completed', 'failed')
+            GROUP BY 1
+        )
         SELECT h.hour AS "hour!",
-               count(j.id) FILTER (WHERE j.status = 'completed') AS "completed!",
-               count(j.id) FILTER (WHERE j.status = 'failed') AS "failed!"
+               coalesce(e.completed, 0) AS "completed!",
+               coalesce(e.failed, 0) AS "failed!"
         FROM generate_series(date_trunc('hour', now()) - interval '23 hours',
                              date_trunc('hour', now()), interval '1 hour') AS h(hour)
-        LEFT JOIN jobs j ON j.completed_at >= h.hour AND j.completed_at < h.hour + interval '1 hour'
-                        AND j.status IN ('completed', 'failed')
-        GROUP BY h.hour ORDER BY h.hour
+        LEFT JOIN ended e ON e.hour = h.hour
+        ORDER BY h.hour
         "#
     )
     .fetch_all(db)

@@ -39,14 +39,13 @@ pub async fn latest(db: impl PgExecutor<'_>, limit: i64) -> sqlx::Result<Vec<Lis
         r#"
         SELECT p.id, p.barcode, p.product_name, p.brand_name, p.status, p.updated_at,
                f.count AS "frame_count!", f.thumbnail AS thumbnail_key
-        FROM products p
+        FROM (SELECT * FROM products ORDER BY updated_at DESC LIMIT $1) p
         CROSS JOIN LATERAL (
             SELECT count(*) AS count,
                    (array_agg(storage_key ORDER BY frame_index))[count(*) / 2 + 1] AS thumbnail
             FROM frames WHERE product_id = p.id
         ) f
         ORDER BY p.updated_at DESC
-        LIMIT $1
         "#,
         limit
     )
@@ -98,11 +97,23 @@ pub async fn list(
     filter: &ListFilter,
     limit: i64,
 ) -> sqlx::Result<Vec<ListRow>> {
-    let mut query = sqlx::QueryBuilder::new(
-        "SELECT p.id, p.barcode, p.product_name, p.brand_name, p.status, p.created_at, p.updated_at,
+    list_query("", filter, limit)
+        .build_query_as::<ListRow>()
+        .fetch_all(db)
+        .await
+}
+
+/// The list's statement after `prefix` (`EXPLAIN ...` in the web benchmark).
+pub fn list_query(
+    prefix: &str,
+    filter: &ListFilter,
+    limit: i64,
+) -> sqlx::QueryBuilder<sqlx::Postgres> {
+    let mut query = sqlx::QueryBuilder::new(format!(
+        "{prefix}SELECT p.id, p.barcode, p.product_name, p.brand_name, p.status, p.created_at, p.updated_at,
                 f.count AS frame_count, f.thumbnail AS thumbnail_key
-         FROM (SELECT * FROM products WHERE true",
-    );
+         FROM (SELECT * FROM products WHERE true"
+    ));
     if let Some(status) = &filter.status {
         query.push(" AND status = ").push_bind(status.clone());
     }
@@ -134,7 +145,7 @@ pub async fn list(
              ) f
              ORDER BY p.created_at DESC, p.id DESC",
         );
-    query.build_query_as::<ListRow>().fetch_all(db).await
+    query
 }
 
 /// A whole product row.

@@ -1,5 +1,7 @@
 //! The dashboard page and its live jobs panel.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use buybuddy_templates::{
     dashboard::{self, Dashboard, JobLine, JobsPanel, ProductCard, StatusCount},
@@ -10,60 +12,91 @@ use maud::Markup;
 use super::{AppError, AppState};
 use crate::db;
 
+/// What the dashboard shows, shared by everyone viewing it (see `Cached`).
+pub struct Figures {
+    products: Vec<(String, i64)>,
+    latest_products: Vec<db::products::Listed>,
+    jobs: Vec<(String, i64)>,
+    latest_jobs: Vec<db::jobs::Job>,
+    throughput: Vec<(chrono::DateTime<chrono::Utc>, i64, i64)>,
+}
+
+/// How long figures are kept at most, even with no change announced.
+pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn figures(state: &AppState) -> Result<Arc<Figures>, AppError> {
+    state
+        .dashboard
+        .get(
+            || state.hub.generation(),
+            || async {
+                Ok::<_, AppError>(Figures {
+                    products: db::products::count_by_status(&state.pool).await?,
+                    latest_products: db::products::latest(&state.pool, 8).await?,
+                    jobs: db::jobs::count_by_status(&state.pool).await?,
+                    latest_jobs: db::jobs::latest(&state.pool, 10).await?,
+                    throughput: db::jobs::throughput_24h(&state.pool).await?,
+                })
+            },
+        )
+        .await
+}
+
 pub async fn page(
     State(state): State<AppState>,
     viewer: super::Viewer,
 ) -> Result<Markup, AppError> {
-    let products = db::products::count_by_status(&state.pool).await?;
-    let latest = db::products::latest(&state.pool, 8).await?;
+    let figures = figures(&state).await?;
     Ok(dashboard::page(
         &viewer.0,
         &Dashboard {
-            products: with_all(db::products::STATUSES, products),
-            latest_products: latest
-                .into_iter()
+            products: with_all(db::products::STATUSES, &figures.products),
+            latest_products: figures
+                .latest_products
+                .iter()
                 .map(|p| ProductCard {
-                    barcode: p.barcode,
-                    name: p.product_name,
-                    status: p.status,
+                    barcode: p.barcode.clone(),
+                    name: p.product_name.clone(),
+                    status: p.status.clone(),
                     frame_count: p.frame_count,
                     thumbnail_url: p.thumbnail_key.as_deref().map(paths::media),
                 })
                 .collect(),
-            jobs: jobs_view(&state).await?,
+            jobs: jobs_view(&figures),
         },
     ))
 }
 
 pub async fn jobs_panel(State(state): State<AppState>) -> Result<Markup, AppError> {
-    Ok(dashboard::render_jobs_panel(&jobs_view(&state).await?))
+    Ok(dashboard::render_jobs_panel(&jobs_view(
+        &*figures(&state).await?,
+    )))
 }
 
-async fn jobs_view(state: &AppState) -> Result<JobsPanel, AppError> {
-    let counts = db::jobs::count_by_status(&state.pool).await?;
-    let latest = db::jobs::latest(&state.pool, 10).await?;
-    Ok(JobsPanel {
-        counts: with_all(db::jobs::STATUSES, counts),
-        latest: latest
-            .into_iter()
+fn jobs_view(figures: &Figures) -> JobsPanel {
+    JobsPanel {
+        counts: with_all(db::jobs::STATUSES, &figures.jobs),
+        latest: figures
+            .latest_jobs
+            .iter()
             .map(|job| JobLine {
                 id: job.id.to_string(),
-                kind: job.kind,
-                barcode: job.barcode,
-                status: job.status,
+                kind: job.kind.clone(),
+                barcode: job.barcode.clone(),
+                status: job.status.clone(),
                 progress: job.progress,
-                stage: job.stage,
-                error: job.error_message,
+                stage: job.stage.clone(),
+                error: job.error_message.clone(),
                 created_at: job.created_at,
             })
             .collect(),
-        throughput: db::jobs::throughput_24h(&state.pool).await?,
+        throughput: figures.throughput.clone(),
         now: chrono::Utc::now(),
-    })
+    }
 }
 
 /// Counts for every status, in the given order, zero where the database had none.
-fn with_all(statuses: &[&str], counts: Vec<(String, i64)>) -> Vec<StatusCount> {
+fn with_all(statuses: &[&str], counts: &[(String, i64)]) -> Vec<StatusCount> {
     statuses
         .iter()
         .map(|status| StatusCount {

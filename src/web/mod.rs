@@ -3,6 +3,7 @@
 
 mod api;
 mod assets;
+mod cache;
 mod dashboard;
 pub mod error;
 mod events;
@@ -44,6 +45,25 @@ pub struct App {
     pub max_upload: u64,
     /// The Buybuddy catalog, when its API is configured.
     pub catalog: Option<Arc<buybuddy_worker::buybuddy::Buybuddy>>,
+    /// The dashboard's figures, shared by everyone viewing it.
+    pub dashboard: DashboardFigures,
+}
+
+/// The dashboard's figures, kept until the database announces a change.
+pub struct DashboardFigures(cache::Cached<dashboard::Figures>);
+
+impl Default for DashboardFigures {
+    fn default() -> Self {
+        Self(cache::Cached::new(dashboard::MAX_AGE))
+    }
+}
+
+impl std::ops::Deref for DashboardFigures {
+    type Target = cache::Cached<dashboard::Figures>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 #[derive(Clone)]

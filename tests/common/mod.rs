@@ -474,6 +474,7 @@ impl TestServer {
             storage,
             max_upload: 8 << 20,
             catalog,
+            dashboard: Default::default(),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

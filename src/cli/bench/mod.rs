@@ -2,8 +2,12 @@
 
 mod queue;
 mod video;
+mod web;
+
+use std::time::Duration;
 
 use anyhow::bail;
+use tokio::process::Child;
 
 use crate::{
     config::{DbArgs, Secret},
@@ -18,12 +22,17 @@ pub enum Command {
     /// Decode (against `ffmpeg -benchmark`), segmentation and post-processing
     /// speed, and end-to-end time, on a 10 s 1080p H.264 clip.
     Video(video::VideoArgs),
+    /// Page latency under concurrent clients: seeds 100,000 products and
+    /// 200,000 jobs, serves them, and loads the first page of /products and
+    /// /jobs and a product page.
+    Web(web::WebArgs),
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Queue(args) => queue::run(args).await,
         Command::Video(args) => video::run(args).await,
+        Command::Web(args) => web::run(args).await,
     }
 }
 
@@ -61,4 +70,28 @@ impl Throwaway {
             .await?;
         Ok(())
     }
+}
+
+pub(super) async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    if tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+pub(super) fn percentile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::process::{Child, Command as Process};
 
-use super::Throwaway;
+use super::{Throwaway, percentile, stop};
 use crate::{
     config::DbArgs,
     db,
@@ -201,28 +201,4 @@ async fn wait_for_start(pool: &PgPool, id: uuid::Uuid) -> anyhow::Result<DateTim
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-}
-
-async fn stop(child: &mut Child) {
-    if let Some(pid) = child.id() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
-    if tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
-    }
-}
-
-fn percentile(values: &[f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
