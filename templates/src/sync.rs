@@ -48,9 +48,13 @@ pub fn page(viewer: &Viewer, view: &SyncView) -> Markup {
                             @if let Some(at) = view.last_synced { ", last synced " (format::ago(at, view.now)) }
                             "."
                         }
-                        form method="post" action=(paths::SYNC) {
+                        // Listing a large catalog takes a while: say so, and
+                        // keep the button from being pressed twice.
+                        form method="post" action=(paths::SYNC) hx-boost="true"
+                            hx-disabled-elt="find button" {
                             (layout::csrf_field(viewer))
                             button type="submit" { "Sync now" }
+                            span.htmx-indicator.muted { " Listing every page of the catalog…" }
                         }
                     }
                     None => {
