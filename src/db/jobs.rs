@@ -487,17 +487,7 @@ pub fn list_query(
             .push(" AND barcode ILIKE ")
             .push_bind(format!("%{}%", escape_like(part)));
     }
-    if let Some((at, id)) = filter.before {
-        query
-            .push(" AND (created_at, id) < (")
-            .push_bind(at)
-            .push(", ")
-            .push_bind(id)
-            .push(")");
-    }
-    query
-        .push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .push_bind(limit);
+    super::push_newest_first(&mut query, filter.before, limit);
     query
 }
 

@@ -165,6 +165,26 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Ends a list query over a table with `created_at` and `id`: only rows older
+/// than `before` (the previous page's last row), newest first, `limit` rows.
+pub fn push_newest_first(
+    query: &mut sqlx::QueryBuilder<sqlx::Postgres>,
+    before: Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>,
+    limit: i64,
+) -> &mut sqlx::QueryBuilder<sqlx::Postgres> {
+    if let Some((at, id)) = before {
+        query
+            .push(" AND (created_at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    query
+        .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(limit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,25 +126,14 @@ pub fn list_query(
             .push_bind(pattern)
             .push(")");
     }
-    if let Some((at, id)) = filter.before {
-        query
-            .push(" AND (created_at, id) < (")
-            .push_bind(at)
-            .push(", ")
-            .push_bind(id)
-            .push(")");
-    }
-    query
-        .push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .push_bind(limit)
-        .push(
-            ") p CROSS JOIN LATERAL (
+    super::push_newest_first(&mut query, filter.before, limit).push(
+        ") p CROSS JOIN LATERAL (
                 SELECT count(*) AS count,
                        (array_agg(storage_key ORDER BY frame_index))[count(*) / 2 + 1] AS thumbnail
                 FROM frames WHERE product_id = p.id
              ) f
              ORDER BY p.created_at DESC, p.id DESC",
-        );
+    );
     query
 }
 

@@ -38,29 +38,22 @@ pub struct ListQuery {
 
 impl ListQuery {
     pub(super) fn filter(&self) -> Result<(JobFilter, db::jobs::ListFilter), AppError> {
-        let status = self
-            .status
-            .clone()
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                if jobs::STATUSES.contains(&s.as_str()) {
-                    Ok(s)
-                } else {
-                    Err(AppError::BadRequest(format!("{s:?} is not a job status.")))
-                }
-            })
-            .transpose()?;
-        let q = self.q.clone().unwrap_or_default().trim().to_owned();
-        let before = self.before.as_deref().map(paging::parse).transpose()?;
+        let read = paging::Listing::read(
+            self.status.as_deref(),
+            jobs::STATUSES,
+            "job",
+            self.q.as_deref(),
+            self.before.as_deref(),
+        )?;
         Ok((
             JobFilter {
-                status: status.clone(),
-                q: q.clone(),
+                status: read.status.clone(),
+                q: read.q.clone(),
             },
             db::jobs::ListFilter {
-                status,
-                barcode: Some(q).filter(|q| !q.is_empty()),
-                before,
+                barcode: read.search(),
+                status: read.status,
+                before: read.before,
             },
         ))
     }

@@ -17,6 +17,43 @@ pub fn parse(text: &str) -> Result<Key, AppError> {
     Ok((at, id.parse().map_err(|_| bad())?))
 }
 
+/// A list's query string as read: the status (one of `statuses`, else a
+/// clear refusal naming `what`), the trimmed search text and the cursor.
+pub struct Listing {
+    pub status: Option<String>,
+    pub q: String,
+    pub before: Option<Key>,
+}
+
+impl Listing {
+    pub fn read(
+        status: Option<&str>,
+        statuses: &[&str],
+        what: &str,
+        q: Option<&str>,
+        before: Option<&str>,
+    ) -> Result<Self, AppError> {
+        let status = status.filter(|s| !s.is_empty()).map(str::to_owned);
+        if let Some(status) = &status
+            && !statuses.contains(&status.as_str())
+        {
+            return Err(AppError::BadRequest(format!(
+                "{status:?} is not a {what} status."
+            )));
+        }
+        Ok(Self {
+            status,
+            q: q.unwrap_or_default().trim().to_owned(),
+            before: before.map(parse).transpose()?,
+        })
+    }
+
+    /// The search text, when there is one.
+    pub fn search(&self) -> Option<String> {
+        Some(self.q.clone()).filter(|q| !q.is_empty())
+    }
+}
+
 /// Keeps `limit` of the `limit + 1` rows fetched; returns the cursor of the
 /// next page when there is one.
 pub fn cut<T>(rows: &mut Vec<T>, limit: i64, key: impl Fn(&T) -> Key) -> Option<String> {

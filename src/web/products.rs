@@ -47,25 +47,22 @@ pub struct ListQuery {
 impl ListQuery {
     /// The list's filter as the page shows it and as the database reads it.
     pub(super) fn filter(&self) -> Result<(ProductFilter, db::products::ListFilter), AppError> {
-        let status = self.status.clone().filter(|s| !s.is_empty());
-        if let Some(status) = &status
-            && !products::STATUSES.contains(&status.as_str())
-        {
-            return Err(AppError::BadRequest(format!(
-                "{status:?} is not a product status."
-            )));
-        }
-        let q = self.q.clone().unwrap_or_default().trim().to_owned();
-        let before = self.before.as_deref().map(paging::parse).transpose()?;
+        let read = paging::Listing::read(
+            self.status.as_deref(),
+            products::STATUSES,
+            "product",
+            self.q.as_deref(),
+            self.before.as_deref(),
+        )?;
         Ok((
             ProductFilter {
-                status: status.clone(),
-                q: q.clone(),
+                status: read.status.clone(),
+                q: read.q.clone(),
             },
             db::products::ListFilter {
-                status,
-                search: Some(q).filter(|q| !q.is_empty()),
-                before,
+                search: read.search(),
+                status: read.status,
+                before: read.before,
             },
         ))
     }
