@@ -1,7 +1,10 @@
 //! Build script: embeds the front-end assets installed from npm by scripts/setup.sh,
-//! so the binary serves them without any files beside it.
+//! so the binary serves them without any files beside it, and links libtorch so
+//! that CUDA is usable (see `vision/torch_link.rs`).
 
 use std::{env, fs, path::PathBuf};
+
+include!("vision/torch_link.rs");
 
 const ASSETS: &[(&str, &str)] = &[
     ("node_modules/htmx.org/dist/htmx.min.js", "htmx.min.js"),
@@ -12,6 +15,7 @@ const ASSETS: &[(&str, &str)] = &[
 ];
 
 fn main() {
+    link_libtorch();
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
     for (source, name) in ASSETS {

@@ -76,6 +76,25 @@ EOF
 	info "installed: $(grep default_version /usr/share/postgresql/$PG_MAJOR/extension/vector.control)"
 fi
 
+step "libtorch 2.11.0 (PyPI's torch, in a virtualenv)"
+# tch 0.24 binds libtorch 2.11.0. PyPI's torch wheel carries it with its CUDA
+# libraries (about 4.6 GB); the build links it through .data/libtorch (see
+# .cargo/config.toml). The same virtualenv runs worker/export/export_sam3.py.
+apt_install python3 python3-venv
+torch_venv="$REPO_ROOT/.data/torch"
+torch_reqs="$REPO_ROOT/worker/export/requirements.txt"
+if [ -x "$torch_venv/bin/python" ] && [ "$torch_reqs" -ot "$torch_venv/.installed" ]; then
+	info "already installed: $(tr '\n' ' ' <"$torch_reqs")in $torch_venv"
+else
+	[ -x "$torch_venv/bin/python" ] || /usr/bin/python3 -m venv "$torch_venv"
+	info "pip install $(tr '\n' ' ' <"$torch_reqs")(several GB the first time)"
+	"$torch_venv/bin/pip" install --quiet --disable-pip-version-check --progress-bar off -r "$torch_reqs"
+	touch "$torch_venv/.installed"
+fi
+torch_dir=$("$torch_venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+ln -sfn "$(realpath --relative-to="$REPO_ROOT/.data" "$torch_dir")" "$REPO_ROOT/.data/libtorch"
+info "libtorch $("$torch_venv/bin/python" -c 'import torch; print(torch.__version__)') linked as .data/libtorch"
+
 step "Front-end assets (npm)"
 if [ -f node_modules/htmx.org/dist/htmx.min.js ] && [ package-lock.json -ot node_modules/.package-lock.json ]; then
 	info "already installed: htmx.org $(node -p 'require("./node_modules/htmx.org/package.json").version')"
@@ -94,6 +113,19 @@ if [ "$WITH_TEST" = 1 ]; then
 		[ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
 		info "pip install $want"
 		"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+	fi
+fi
+
+if [ "$WITH_TEST" = 1 ]; then
+	step "A tiny random SAM 3, exported to TorchScript (the SAM 3 backend's tests)"
+	tiny="$REPO_ROOT/.data/models/sam3-tiny"
+	if [ -f "$tiny/sam3.json" ] && [ worker/export/export_sam3.py -ot "$tiny/sam3.json" ] && [ "$torch_reqs" -ot "$tiny/sam3.json" ]; then
+		info "already exported: $tiny"
+	else
+		info "worker/export/export_sam3.py --random tiny --out $tiny"
+		rm -rf "$tiny"
+		"$torch_venv/bin/python" worker/export/export_sam3.py --random tiny --out "$tiny" 2>&1 | grep -E "^(loaded|wrote)" | sed 's/^/    /'
+		[ -f "$tiny/sam3.json" ] || die "the SAM 3 export failed"
 	fi
 fi
 

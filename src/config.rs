@@ -178,6 +178,66 @@ pub struct PipelineArgs {
 
     #[command(flatten)]
     pub gemini: GeminiArgs,
+
+    #[command(flatten)]
+    pub segmenter: SegmenterArgs,
+}
+
+/// Which model finds the product in the frames.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SegmenterArgs {
+    /// SAM 3 exported by worker/export/export_sam3.py: its `sam3.pt` or the folder
+    /// holding it (with `sam3.json` and `tokenizer.json`). Without it the CPU
+    /// segmenter for plain backgrounds is used.
+    #[arg(long, env = "SAM3_MODEL_PATH")]
+    pub sam3_model_path: Option<std::path::PathBuf>,
+
+    /// Where SAM 3 runs: `auto` (the first GPU when CUDA is available, else the
+    /// CPU), `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, env = "DEVICE", default_value = "auto")]
+    pub device: buybuddy_vision::DeviceChoice,
+
+    /// Frames per SAM 3 forward pass.
+    #[arg(long, env = "SAM3_BATCH_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub sam3_batch_size: u32,
+
+    /// Lowest SAM 3 score (instance times presence) that counts as the product;
+    /// frames where nothing reaches it are left out.
+    #[arg(long, env = "SAM3_MIN_SCORE", default_value_t = 0.3)]
+    pub sam3_min_score: f32,
+}
+
+impl SegmenterArgs {
+    /// The configured segmenter; a configured model that cannot be loaded is an error here.
+    pub fn open(&self) -> anyhow::Result<std::sync::Arc<dyn buybuddy_worker::segment::Segmenter>> {
+        use anyhow::Context;
+        use buybuddy_worker::segment::{ClassicSegmenter, Sam3Segmenter};
+        let Some(path) = &self.sam3_model_path else {
+            return Ok(std::sync::Arc::new(ClassicSegmenter::default()));
+        };
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.sam3_min_score),
+            "SAM3_MIN_SCORE must be between 0 and 1, not {}",
+            self.sam3_min_score
+        );
+        let options = buybuddy_vision::Sam3Options {
+            device: self.device,
+            batch_size: self.sam3_batch_size as usize,
+            select: buybuddy_vision::select::SelectParams {
+                min_score: self.sam3_min_score,
+                ..Default::default()
+            },
+        };
+        let started = std::time::Instant::now();
+        let segmenter = Sam3Segmenter::load(path, options)
+            .with_context(|| format!("SAM3_MODEL_PATH={}", path.display()))?;
+        tracing::info!(
+            model = %segmenter.describe(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "segmenter loaded"
+        );
+        Ok(std::sync::Arc::new(segmenter))
+    }
 }
 
 /// The Gemini API, which reads a product's catalog metadata from its video.

@@ -15,7 +15,7 @@ use buybuddy_worker::{
     gemini::{Gemini, GeminiError, Hints, ProductMetadata},
     media::decode::{self, DecodeError, Frame, VideoInfo},
     postprocess::{self, Background, Processed},
-    segment::{ClassicSegmenter, Segmenter},
+    segment::Segmenter,
     storage::{S3Settings, Storage},
 };
 use bytes::Bytes;
@@ -77,7 +77,7 @@ impl Pipeline {
         Ok(Self {
             storage: storage.open(data_dir).await?,
             s3: storage.s3_settings(),
-            segmenter: Arc::new(ClassicSegmenter::default()),
+            segmenter: pipeline.segmenter.open()?,
             gemini: pipeline.gemini.client()?,
             frames: pipeline.frames,
             post: postprocess::Options {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use sqlx::PgPool;
 
 use crate::{
-    config::{BuybuddyArgs, DbArgs, GeminiArgs, StorageArgs},
+    config::{BuybuddyArgs, DbArgs, GeminiArgs, SegmenterArgs, StorageArgs},
     db::{self, Target},
     queue::DEFAULT_QUEUE,
 };
@@ -24,6 +24,9 @@ pub struct Args {
 
     #[command(flatten)]
     api: BuybuddyArgs,
+
+    #[command(flatten)]
+    segmenter: SegmenterArgs,
 
     /// Queue whose workers and backlog are reported.
     #[arg(long, env = "BUYBUDDY_QUEUE", default_value = DEFAULT_QUEUE)]
@@ -79,6 +82,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(error) => report.problem("storage", format!("{location}: {error:#}")),
     }
     media(&mut report);
+    torch(&mut report, &args.segmenter);
+    segmenter(&mut report, &args.segmenter).await;
     gemini(&mut report, &args.gemini).await;
     catalog(&mut report, &args.api).await;
     Ok(if report.problems == 0 {
@@ -189,6 +194,48 @@ fn media(report: &mut Report) {
             "ffmpeg-cli",
             "the ffmpeg program is missing (sample videos need it): run scripts/setup.sh",
         ),
+    }
+}
+
+/// The libtorch the binary runs with, and whether it reaches a GPU.
+fn torch(report: &mut Report, args: &SegmenterArgs) {
+    let info = buybuddy_vision::TorchInfo::probe();
+    match args.device.resolve() {
+        Ok(device) => report.ok(
+            "libtorch",
+            format!(
+                "{}; DEVICE={} runs on {}",
+                info.summary(),
+                args.device,
+                buybuddy_vision::sam3::device_name(device)
+            ),
+        ),
+        Err(error) => report.problem("libtorch", format!("{}: {error}", info.summary())),
+    }
+}
+
+/// Whether the configured SAM 3 export loads and runs.
+async fn segmenter(report: &mut Report, args: &SegmenterArgs) {
+    if args.sam3_model_path.is_none() {
+        report.absent(
+            "segmenter",
+            "SAM3_MODEL_PATH is not set: the CPU segmenter (plain backgrounds) finds products",
+        );
+        return;
+    }
+    let args = args.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        args.open()
+            .map(|_| args.sam3_model_path.unwrap_or_default())
+    })
+    .await;
+    match loaded {
+        Ok(Ok(path)) => report.ok(
+            "segmenter",
+            format!("SAM 3 from {} loads and runs", path.display()),
+        ),
+        Ok(Err(error)) => report.problem("segmenter", format!("{error:#}")),
+        Err(error) => report.problem("segmenter", error.to_string()),
     }
 }
 

@@ -83,6 +83,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(
         storage = %pipeline.storage.describe(),
         segmenter = pipeline.segmenter.name(),
+        torch = %buybuddy_vision::TorchInfo::probe().summary(),
         gemini = pipeline.gemini.as_ref().map_or("off (GEMINI_API_KEY unset)", |g| g.settings().model.as_str()),
         "video pipeline ready"
     );

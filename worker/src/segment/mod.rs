@@ -1,12 +1,15 @@
 //! Segmentation: one mask of the product per frame. `Segmenter` is the seam the
-//! backends plug into; `classic` serves machines without a model.
+//! backends plug into: `sam3` (SAM 3 through libtorch) when a model is
+//! configured, `classic` on machines without one.
 
 pub mod classic;
 mod morphology;
+pub mod sam3;
 
 use image::{GrayImage, RgbImage};
 
 pub use classic::ClassicSegmenter;
+pub use sam3::Sam3Segmenter;
 
 /// Finds the product in frames.
 pub trait Segmenter: Send + Sync {
