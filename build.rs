@@ -15,7 +15,9 @@ const ASSETS: &[(&str, &str)] = &[
 ];
 
 fn main() {
-    link_libtorch();
+    if env::var_os("CARGO_FEATURE_SAM3").is_some() {
+        link_libtorch();
+    }
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
     for (source, name) in ASSETS {

@@ -194,8 +194,13 @@ pub struct SegmenterArgs {
 
     /// Where SAM 3 runs: `auto` (the first GPU when CUDA is available, else the
     /// CPU), `cpu`, `cuda` or `cuda:N`.
+    #[cfg(feature = "sam3")]
     #[arg(long, env = "DEVICE", default_value = "auto")]
     pub device: buybuddy_vision::DeviceChoice,
+    /// Where SAM 3 would run (this build has no SAM 3).
+    #[cfg(not(feature = "sam3"))]
+    #[arg(long, env = "DEVICE", default_value = "auto")]
+    pub device: String,
 
     /// Frames per SAM 3 forward pass.
     #[arg(long, env = "SAM3_BATCH_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -210,11 +215,27 @@ pub struct SegmenterArgs {
 impl SegmenterArgs {
     /// The configured segmenter; a configured model that cannot be loaded is an error here.
     pub fn open(&self) -> anyhow::Result<std::sync::Arc<dyn buybuddy_worker::segment::Segmenter>> {
-        use anyhow::Context;
-        use buybuddy_worker::segment::{ClassicSegmenter, Sam3Segmenter};
+        use buybuddy_worker::segment::ClassicSegmenter;
         let Some(path) = &self.sam3_model_path else {
             return Ok(std::sync::Arc::new(ClassicSegmenter::default()));
         };
+        #[cfg(not(feature = "sam3"))]
+        anyhow::bail!(
+            "SAM3_MODEL_PATH={} but this buybuddy was built without SAM 3 (the `sam3` feature, \
+             as in the server image): run workers from the worker image",
+            path.display()
+        );
+        #[cfg(feature = "sam3")]
+        self.open_sam3(path)
+    }
+
+    #[cfg(feature = "sam3")]
+    fn open_sam3(
+        &self,
+        path: &std::path::Path,
+    ) -> anyhow::Result<std::sync::Arc<dyn buybuddy_worker::segment::Segmenter>> {
+        use anyhow::Context;
+        use buybuddy_worker::segment::Sam3Segmenter;
         anyhow::ensure!(
             (0.0..=1.0).contains(&self.sam3_min_score),
             "SAM3_MIN_SCORE must be between 0 and 1, not {}",

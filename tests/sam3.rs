@@ -2,6 +2,7 @@
 //! exported by worker/export/export_sam3.py (scripts/setup.sh --test makes it),
 //! run on CPU through the whole job: decode, segment, post-process, storage,
 //! database.
+#![cfg(feature = "sam3")]
 
 mod common;
 

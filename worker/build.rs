@@ -4,5 +4,7 @@
 include!("../vision/torch_link.rs");
 
 fn main() {
-    link_libtorch();
+    if std::env::var_os("CARGO_FEATURE_SAM3").is_some() {
+        link_libtorch();
+    }
 }

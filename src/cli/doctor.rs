@@ -197,7 +197,16 @@ fn media(report: &mut Report) {
     }
 }
 
+#[cfg(not(feature = "sam3"))]
+fn torch(report: &mut Report, _: &SegmenterArgs) {
+    report.absent(
+        "libtorch",
+        "this build has no SAM 3 (the `sam3` feature): workers use the CPU segmenter",
+    );
+}
+
 /// The libtorch the binary runs with, and whether it reaches a GPU.
+#[cfg(feature = "sam3")]
 fn torch(report: &mut Report, args: &SegmenterArgs) {
     let info = buybuddy_vision::TorchInfo::probe();
     match args.device.resolve() {

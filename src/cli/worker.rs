@@ -83,7 +83,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(
         storage = %pipeline.storage.describe(),
         segmenter = pipeline.segmenter.name(),
-        torch = %buybuddy_vision::TorchInfo::probe().summary(),
+        torch = %torch_summary(),
         gemini = pipeline.gemini.as_ref().map_or("off (GEMINI_API_KEY unset)", |g| g.settings().model.as_str()),
         "video pipeline ready"
     );
@@ -136,6 +136,14 @@ fn parse_kind_timeout(value: &str) -> Result<(String, Duration), String> {
         ));
     }
     Ok((kind.to_owned(), parse_duration(duration.trim())?))
+}
+
+/// The libtorch this worker runs SAM 3 with, and the GPUs it reaches.
+fn torch_summary() -> String {
+    #[cfg(feature = "sam3")]
+    return buybuddy_vision::TorchInfo::probe().summary();
+    #[cfg(not(feature = "sam3"))]
+    return "none (built without the sam3 feature)".to_owned();
 }
 
 #[cfg(test)]

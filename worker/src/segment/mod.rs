@@ -4,11 +4,13 @@
 
 pub mod classic;
 mod morphology;
+#[cfg(feature = "sam3")]
 pub mod sam3;
 
 use image::{GrayImage, RgbImage};
 
 pub use classic::ClassicSegmenter;
+#[cfg(feature = "sam3")]
 pub use sam3::Sam3Segmenter;
 
 /// Finds the product in frames.
