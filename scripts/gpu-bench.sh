@@ -24,8 +24,11 @@ prepare)
 	step "A sample video's frames"
 	cargo build --release --locked --bin buybuddy
 	rm -rf "$gpu/frames" && mkdir -p "$gpu/frames"
-	target/release/buybuddy sample-video --out "$gpu/sample.mp4"
-	ffmpeg -loglevel error -i "$gpu/sample.mp4" -vf "select=not(mod(n\,4))" -vsync vfr "$gpu/frames/%03d.png"
+	# The video itself stays behind: what is carried must fit in 64 MiB.
+	video=$(mktemp --suffix=.mp4)
+	target/release/buybuddy sample-video --out "$video"
+	ffmpeg -loglevel error -y -i "$video" -vf "select=not(mod(n\,4))" -vsync vfr "$gpu/frames/%03d.png"
+	rm -f "$video" "$gpu/sample.mp4"
 	info "$(ls "$gpu/frames" | wc -l) frames in .data/gpu/frames"
 	step "Wheels for the export (transformers and what it needs, not torch)"
 	rm -rf "$gpu/wheels" && mkdir -p "$gpu/wheels"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,8 @@ def main() -> int:
             "batch": batch,
             "frames": args.frames,
             "forward_fps": passes * batch / took,
+            # Peak resident memory of this process (Linux reports KiB).
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
         if device.type == "cuda":
             line["torch_max_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20

@@ -9,7 +9,9 @@ Models: SAM 3's full architecture with random weights (the real model's
 compute) in float32 and float16, and the tiny test model. Peak memory is the
 GPU's memory in use during a run (nvidia-smi, every 20 ms) less what was in use
 before it: CUDA context, weights, activations and the caching allocator's
-reserve, measured the same way for both.
+reserve, measured the same way for both. On CPU (--device cpu) it is each
+process's peak resident memory instead, which for Python includes the
+interpreter and torch's Python side.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def main() -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--batches", default="1,4,8")
     parser.add_argument("--frames", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=3, help="passes before timing, per run")
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--height", type=int, default=1080)
     parser.add_argument("--models", default="full:float16,full:float32,tiny:float32",
@@ -81,6 +84,8 @@ def main() -> int:
     torch_lib = str(Path(torch.__file__).parent / "lib")
     env["LD_LIBRARY_PATH"] = torch_lib + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
     args.out.mkdir(parents=True, exist_ok=True)
+    on_gpu = args.device.startswith("cuda")
+    memory = "peak GPU MiB" if on_gpu else "peak RSS MiB"
 
     rows = []
     for spec in args.models.split(","):
@@ -95,10 +100,13 @@ def main() -> int:
             )
             print(f"exported {folder} in {time.monotonic() - started:.0f} s", file=sys.stderr)
         common = ["--model", str(folder), "--device", args.device, "--frames", str(args.frames),
-                  "--width", str(args.width), "--height", str(args.height)]
+                  "--width", str(args.width), "--height", str(args.height), "--warmup", str(args.warmup)]
         for batch in args.batches.split(","):
             py, py_mem, _ = run_sampled([sys.executable, str(HERE / "bench_sam3.py"), *common, "--batches", batch], env)
             rs, rs_mem, rs_err = run_sampled([str(args.bench_bin), *common, "--batches", batch], env)
+            if not on_gpu:
+                # No GPU memory to sample: each process's own peak resident memory.
+                py_mem, rs_mem = py[0].get("peak_rss_mib"), rs[0].get("peak_rss_mib")
             row = {
                 "model": size, "dtype": dtype, "batch": int(batch),
                 "python_fps": py[0]["forward_fps"], "rust_fps": rs[0]["forward_fps"],
@@ -115,13 +123,13 @@ def main() -> int:
     table = [
         f"SAM 3 backend, {args.frames} frames of {args.width}x{args.height}; {device_line}",
         "",
-        "| model | dtype | batch | Python torch frames/s | Rust tch frames/s | ratio | Rust whole backend frames/s | Python peak MiB | Rust peak MiB |",
+        f"| model | dtype | batch | Python torch frames/s | Rust tch frames/s | ratio | Rust whole backend frames/s | Python {memory} | Rust {memory} |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         table.append(
-            f"| {r['model']} | {r['dtype']} | {r['batch']} | {r['python_fps']:.1f} | {r['rust_fps']:.1f} | "
-            f"{r['ratio']:.3f} | {r['rust_segment_fps']:.1f} | {fmt(r['python_peak_mib'], 'd')} | {fmt(r['rust_peak_mib'], 'd')} |"
+            f"| {r['model']} | {r['dtype']} | {r['batch']} | {r['python_fps']:.3g} | {r['rust_fps']:.3g} | "
+            f"{r['ratio']:.3f} | {r['rust_segment_fps']:.3g} | {fmt(r['python_peak_mib'], '.0f')} | {fmt(r['rust_peak_mib'], '.0f')} |"
         )
     text = "\n".join(table) + "\n"
     (args.out / "table.md").write_text(text)

@@ -100,6 +100,15 @@ fn per_second(frames: usize, took: Duration) -> f64 {
     frames as f64 / took.as_secs_f64()
 }
 
+/// This process's peak resident memory in MiB (`VmHWM`), the CPU figure that
+/// stands beside the GPU's memory.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 fn main() -> anyhow::Result<()> {
     let args = parse()?;
     eprintln!("{}", TorchInfo::probe().summary());
@@ -156,6 +165,7 @@ fn main() -> anyhow::Result<()> {
                 "frames": args.frames,
                 "forward_fps": forward,
                 "segment_fps": segment,
+                "peak_rss_mib": peak_rss_mib(),
             })
         );
         eprintln!(
