@@ -12,9 +12,9 @@ use buybuddy_worker::{
     retry::Backoff,
 };
 use common::{
-    TestDb, binary,
+    TestDb,
     gemini::{API_KEY, FakeGemini, Reply, fizzo_cola},
-    sample_video,
+    process_command, sample_video,
 };
 use serde_json::{Value, json};
 
@@ -389,13 +389,8 @@ async fn process(
     let dir = tempfile::tempdir().unwrap();
     let video = sample_video(dir.path(), "sample.mp4", 12);
     let storage = dir.path().join("storage");
-    let mut command = tokio::process::Command::new(binary());
-    command
-        .args(["process", video.to_str().unwrap(), "--barcode", barcode])
-        .args(["--frames", "4", "--storage", storage.to_str().unwrap()])
-        .env("DATABASE_URL", db.url.expose())
-        .env("RUST_LOG", "warn")
-        .env_remove("GEMINI_API_KEY");
+    let mut command = process_command(db, &video, barcode, 4, &storage);
+    command.env_remove("GEMINI_API_KEY");
     if let Some(server) = gemini {
         command
             .env("GEMINI_API_KEY", API_KEY)

@@ -31,16 +31,12 @@ async fn the_video_job_runs_on_the_sam3_segmenter() {
     let dir = tempfile::tempdir().unwrap();
     let video = sample_video(dir.path(), "sample.mp4", 12);
     let storage = dir.path().join("storage");
-    let output = tokio::process::Command::new(binary())
-        .args(["process", video.to_str().unwrap(), "--barcode", BARCODE])
-        .args(["--frames", "5", "--storage", storage.to_str().unwrap()])
-        .env("DATABASE_URL", db.url.expose())
+    let output = process_command(&db, &video, BARCODE, 5, &storage)
         .env("SAM3_MODEL_PATH", tiny_export().join("sam3.pt"))
         .env("DEVICE", "cpu")
         .env("SAM3_BATCH_SIZE", "2")
         // The random model scores about 0.25 everywhere: take its best instance.
         .env("SAM3_MIN_SCORE", "0")
-        .env("RUST_LOG", "warn")
         .output()
         .await
         .unwrap();

@@ -103,18 +103,8 @@ async fn process_command_prints_the_output_and_stores_n_square_frames() {
     let dir = tempfile::tempdir().unwrap();
     let video = sample_video(dir.path(), "sample.mp4", 30);
     let storage = dir.path().join("storage");
-    let output = tokio::process::Command::new(binary())
-        .args([
-            "process",
-            video.to_str().unwrap(),
-            "--barcode",
-            BARCODE,
-            "--video-id",
-            "7",
-        ])
-        .args(["--frames", "10", "--storage", storage.to_str().unwrap()])
-        .env("DATABASE_URL", db.url.expose())
-        .env("RUST_LOG", "warn")
+    let output = process_command(&db, &video, BARCODE, 10, &storage)
+        .args(["--video-id", "7"])
         .output()
         .await
         .unwrap();

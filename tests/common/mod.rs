@@ -621,6 +621,27 @@ pub fn sample_video(dir: &std::path::Path, name: &str, frames: usize) -> PathBuf
     path
 }
 
+/// `buybuddy process VIDEO --barcode B --frames N --storage DIR` against the
+/// test database, quiet apart from warnings; callers add their own settings.
+pub fn process_command(
+    db: &TestDb,
+    video: &Path,
+    barcode: &str,
+    frames: usize,
+    storage: &Path,
+) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .arg("process")
+        .arg(video)
+        .args(["--barcode", barcode, "--frames", &frames.to_string()])
+        .arg("--storage")
+        .arg(storage)
+        .env("DATABASE_URL", db.url.expose())
+        .env("RUST_LOG", "warn");
+    command
+}
+
 /// A product with `frames` frames (rows only) and a video job behind it.
 pub async fn seed_product(pool: &PgPool, barcode: &str, name: &str, frames: i32) -> Uuid {
     let id: Uuid = sqlx::query_scalar(

@@ -93,6 +93,10 @@ impl Tracker {
 mod tests {
     use super::*;
 
+    fn candidate(score: f32, mask: &[bool]) -> Candidate<'_> {
+        Candidate { score, mask }
+    }
+
     /// A 10x10 grid with a filled rectangle.
     fn rect(x0: usize, y0: usize, x1: usize, y1: usize) -> Vec<bool> {
         (0..100)
@@ -116,16 +120,7 @@ mod tests {
     fn first_frame_takes_the_best_score() {
         let (a, b) = (rect(0, 0, 4, 4), rect(5, 5, 9, 9));
         let mut tracker = Tracker::default();
-        let choice = tracker.choose(&[
-            Candidate {
-                score: 0.6,
-                mask: &a,
-            },
-            Candidate {
-                score: 0.9,
-                mask: &b,
-            },
-        ]);
+        let choice = tracker.choose(&[candidate(0.6, &a), candidate(0.9, &b)]);
         assert_eq!(choice, Some(1));
     }
 
@@ -135,37 +130,13 @@ mod tests {
         let moved = rect(3, 2, 8, 8);
         let shelf = rect(0, 8, 10, 10);
         let mut tracker = Tracker::default();
-        assert_eq!(
-            tracker.choose(&[Candidate {
-                score: 0.9,
-                mask: &product
-            }]),
-            Some(0)
-        );
+        assert_eq!(tracker.choose(&[candidate(0.9, &product)]), Some(0));
         // The shelf scores higher this frame, but the product barely moved.
-        let choice = tracker.choose(&[
-            Candidate {
-                score: 0.8,
-                mask: &shelf,
-            },
-            Candidate {
-                score: 0.7,
-                mask: &moved,
-            },
-        ]);
+        let choice = tracker.choose(&[candidate(0.8, &shelf), candidate(0.7, &moved)]);
         assert_eq!(choice, Some(1));
         // A clearly better candidate still wins over continuity.
         let far = rect(0, 0, 2, 2);
-        let choice = tracker.choose(&[
-            Candidate {
-                score: 0.35,
-                mask: &moved,
-            },
-            Candidate {
-                score: 0.99,
-                mask: &far,
-            },
-        ]);
+        let choice = tracker.choose(&[candidate(0.35, &moved), candidate(0.99, &far)]);
         assert_eq!(choice, Some(1));
     }
 
@@ -174,45 +145,18 @@ mod tests {
         let product = rect(2, 2, 7, 8);
         let other = rect(6, 0, 10, 3);
         let mut tracker = Tracker::default();
-        tracker.choose(&[Candidate {
-            score: 0.9,
-            mask: &product,
-        }]);
+        tracker.choose(&[candidate(0.9, &product)]);
         // Nothing reaches the minimum score: the product left the frame.
         assert_eq!(
-            tracker.choose(&[
-                Candidate {
-                    score: 0.29,
-                    mask: &product
-                },
-                Candidate {
-                    score: 0.1,
-                    mask: &other
-                },
-            ]),
+            tracker.choose(&[candidate(0.29, &product), candidate(0.1, &other)]),
             None
         );
         // An empty mask is never the product, whatever its score.
         let empty = vec![false; 100];
-        assert_eq!(
-            tracker.choose(&[Candidate {
-                score: 0.99,
-                mask: &empty
-            }]),
-            None
-        );
+        assert_eq!(tracker.choose(&[candidate(0.99, &empty)]), None);
         assert_eq!(tracker.choose(&[]), None);
         // Back again: compared with the last frame that had it.
-        let choice = tracker.choose(&[
-            Candidate {
-                score: 0.75,
-                mask: &other,
-            },
-            Candidate {
-                score: 0.6,
-                mask: &product,
-            },
-        ]);
+        let choice = tracker.choose(&[candidate(0.75, &other), candidate(0.6, &product)]);
         assert_eq!(choice, Some(1));
     }
 }

@@ -39,9 +39,10 @@ def gpu_memory_mib() -> int | None:
         return None
 
 
-def run_sampled(command: list[str], env: dict) -> tuple[list[dict], int | None, str]:
-    """Runs a benchmark process; its JSON lines, its peak GPU memory (MiB) and its stderr."""
-    baseline = gpu_memory_mib()
+def run_sampled(command: list[str], env: dict, on_gpu: bool) -> tuple[list[dict], int | None, str]:
+    """Runs a benchmark process; its JSON lines, its peak GPU memory (MiB; None
+    off the GPU) and its stderr."""
+    baseline = gpu_memory_mib() if on_gpu else None
     peak = [baseline]
     done = threading.Event()
 
@@ -53,10 +54,12 @@ def run_sampled(command: list[str], env: dict) -> tuple[list[dict], int | None, 
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    if baseline is not None:
+        sampler.start()
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     done.set()
-    sampler.join()
+    if baseline is not None:
+        sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-4000:]}")
     lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
@@ -102,8 +105,8 @@ def main() -> int:
         common = ["--model", str(folder), "--device", args.device, "--frames", str(args.frames),
                   "--width", str(args.width), "--height", str(args.height), "--warmup", str(args.warmup)]
         for batch in args.batches.split(","):
-            py, py_mem, _ = run_sampled([sys.executable, str(HERE / "bench_sam3.py"), *common, "--batches", batch], env)
-            rs, rs_mem, rs_err = run_sampled([str(args.bench_bin), *common, "--batches", batch], env)
+            py, py_mem, _ = run_sampled([sys.executable, str(HERE / "bench_sam3.py"), *common, "--batches", batch], env, on_gpu)
+            rs, rs_mem, rs_err = run_sampled([str(args.bench_bin), *common, "--batches", batch], env, on_gpu)
             if not on_gpu:
                 # No GPU memory to sample: each process's own peak resident memory.
                 py_mem, rs_mem = py[0].get("peak_rss_mib"), rs[0].get("peak_rss_mib")
