@@ -4,7 +4,7 @@
 //! database.
 #![cfg(feature = "sam3")]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

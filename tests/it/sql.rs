@@ -1,7 +1,7 @@
 //! The analysis queries in `sql/`: every file runs against the current schema,
 //! and the answers are right on known data.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

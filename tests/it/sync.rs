@@ -2,7 +2,7 @@
 //! the API's protocol: paging, sign-in, expiring tokens, wrong credentials, and
 //! enqueueing each unprocessed product once.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

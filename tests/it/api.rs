@@ -1,7 +1,7 @@
 //! The JSON API with an API token: products (list, read, edit, review,
 //! reprocess, many at once), jobs (filters, pages, retry) and the catalog.
 
-mod common;
+use crate::common;
 
 use buybuddy::{
     auth, db,

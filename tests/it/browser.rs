@@ -2,7 +2,7 @@
 //! (chromedriver). Each test leaves screenshots in
 //! `target/test-output/browser/` for a person to look at.
 
-mod common;
+use crate::common;
 
 use std::{
     net::SocketAddr,

@@ -2,7 +2,7 @@
 //! happy paths (inline and Files API), every failure it must handle, and the
 //! metadata stage of `buybuddy process`.
 
-mod common;
+use crate::common;
 
 use std::{path::PathBuf, time::Duration};
 

@@ -1,7 +1,7 @@
 //! The command line: what it offers, what it documents, what `doctor` and
 //! `migrate` say about a real database.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! The jobs and products pages through the router: every page and action,
 //! with status, key content, bad input and what is left in the database.
 
-mod common;
+use crate::common;
 
 use buybuddy::{
     db,

@@ -1,7 +1,7 @@
 //! Signing in: sessions, CSRF, API tokens, rate limits, and the commands that
 //! make users and tokens.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 

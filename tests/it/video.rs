@@ -1,7 +1,7 @@
 //! The video job end to end against PostgreSQL, local storage and real video
 //! files: what it produces, and what it leaves behind when anything goes wrong.
 
-mod common;
+use crate::common;
 
 use std::{net::SocketAddr, time::Duration};
 

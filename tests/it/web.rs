@@ -1,7 +1,7 @@
 //! The server shell over real HTTP against a real database: health, pages,
 //! errors in their three shapes, assets, the jobs API, and live updates.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

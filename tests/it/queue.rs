@@ -2,7 +2,7 @@
 //! dead workers, the attempt cap, many workers, database restarts, timeouts,
 //! shutdown and cancellation.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
