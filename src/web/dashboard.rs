@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use buybuddy_domain::{JobStatus, ProductStatus};
 use buybuddy_templates::{
     dashboard::{self, Dashboard, JobLine, JobsPanel, ProductCard, StatusCount},
     paths,
@@ -50,7 +51,10 @@ pub async fn page(
     Ok(dashboard::page(
         &viewer.0,
         &Dashboard {
-            products: with_all(db::products::STATUSES, &figures.products),
+            products: with_all(
+                &ProductStatus::names().collect::<Vec<_>>(),
+                &figures.products,
+            ),
             latest_products: figures
                 .latest_products
                 .iter()
@@ -75,7 +79,7 @@ pub async fn jobs_panel(State(state): State<AppState>) -> Result<Markup, AppErro
 
 fn jobs_view(figures: &Figures) -> JobsPanel {
     JobsPanel {
-        counts: with_all(db::jobs::STATUSES, &figures.jobs),
+        counts: with_all(&JobStatus::names().collect::<Vec<_>>(), &figures.jobs),
         latest: figures
             .latest_jobs
             .iter()

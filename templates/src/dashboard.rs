@@ -1,5 +1,6 @@
 //! The dashboard: what is in the directory and what the workers are doing.
 
+use buybuddy_domain::JobStatus;
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
@@ -113,7 +114,7 @@ pub fn render_jobs_panel(panel: &JobsPanel) -> Markup {
                                 td { (job.barcode.as_deref().unwrap_or("—")) }
                                 td {
                                     span class={ "status status-" (job.status) } { (format::label(&job.status)) }
-                                    @if job.status == "running" {
+                                    @if job.status == JobStatus::Running {
                                         progress max="100" value=(job.progress) {}
                                         @if let Some(stage) = &job.stage { span.muted { " " (stage) } }
                                     }

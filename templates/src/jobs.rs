@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use buybuddy_domain::JobStatus;
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
@@ -76,7 +77,10 @@ pub struct NewJobForm {
     pub max_upload: String,
 }
 
-pub const STATUSES: &[&str] = &["queued", "running", "completed", "failed", "cancelled"];
+/// The statuses the list filters by, in a job's order of life.
+pub fn statuses() -> impl Iterator<Item = &'static str> {
+    JobStatus::names()
+}
 
 pub fn page(viewer: &Viewer, list: &JobsList, form: &NewJobForm) -> Markup {
     layout::page_for(
@@ -91,8 +95,8 @@ pub fn page(viewer: &Viewer, list: &JobsList, form: &NewJobForm) -> Markup {
                         "Status"
                         select name="status" {
                             option value="" { "any" }
-                            @for status in STATUSES {
-                                option value=(status) selected[list.filter.status.as_deref() == Some(*status)] {
+                            @for status in statuses() {
+                                option value=(status) selected[list.filter.status.as_deref() == Some(status)] {
                                     (format::label(status))
                                 }
                             }
@@ -145,7 +149,7 @@ pub fn render_list(list: &JobsList) -> Markup {
                                 td { (job.barcode.as_deref().unwrap_or("—")) }
                                 td {
                                     span class={ "status status-" (job.status) } { (format::label(&job.status)) }
-                                    @if job.status == "running" {
+                                    @if job.status == JobStatus::Running {
                                         progress max="100" value=(job.progress) {}
                                         @if let Some(stage) = &job.stage { span.muted { " " (stage) } }
                                     }
@@ -252,7 +256,10 @@ pub fn job_page(viewer: &Viewer, job: &JobView) -> Markup {
 /// The part of the job page that follows the job live.
 pub fn render_job_live(viewer: &Viewer, job: &JobView) -> Markup {
     let row = &job.row;
-    let active = matches!(row.status.as_str(), "queued" | "running");
+    let active = !row
+        .status
+        .parse::<JobStatus>()
+        .is_ok_and(JobStatus::has_ended);
     html! {
         section.card #job-live data-status=(row.status) {
             div.job-head {
@@ -284,7 +291,7 @@ pub fn render_job_live(viewer: &Viewer, job: &JobView) -> Markup {
                         button.secondary type="submit" { "Cancel" }
                     }
                 }
-                @if matches!(row.status.as_str(), "failed" | "cancelled") && job.retried_as.is_none() {
+                @if row.status.parse::<JobStatus>().is_ok_and(JobStatus::can_retry) && job.retried_as.is_none() {
                     form method="post" action=(paths::with_id(paths::JOB_RETRY, &row.id)) {
                         (layout::csrf_field(viewer))
                         button type="submit" { "Retry" }

@@ -27,6 +27,8 @@ pub const LOGOUT: &str = "/logout";
 pub const CSRF_FIELD: &str = "_csrf";
 pub const STATIC: &str = "/static";
 pub const MEDIA: &str = "/media";
+/// Every JSON API route starts with this.
+pub const API_PREFIX: &str = "/api/";
 pub const API_JOBS: &str = "/api/jobs";
 pub const API_JOB: &str = "/api/jobs/{id}";
 pub const API_JOB_CANCEL: &str = "/api/jobs/{id}/cancel";

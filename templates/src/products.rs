@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use buybuddy_domain::ProductStatus;
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
@@ -12,13 +13,10 @@ use crate::{
     paths,
 };
 
-pub const STATUSES: &[&str] = &[
-    "pending",
-    "processing",
-    "needs_review",
-    "approved",
-    "rejected",
-];
+/// The statuses the list filters by, in a product's order of life.
+pub fn statuses() -> impl Iterator<Item = &'static str> {
+    ProductStatus::names()
+}
 
 #[derive(Debug, Clone)]
 pub struct ProductRow {
@@ -82,8 +80,8 @@ pub fn page(viewer: &Viewer, list: &ProductsList) -> Markup {
                         "Status"
                         select name="status" {
                             option value="" { "any" }
-                            @for status in STATUSES {
-                                option value=(status) selected[list.filter.status.as_deref() == Some(*status)] {
+                            @for status in statuses() {
+                                option value=(status) selected[list.filter.status.as_deref() == Some(status)] {
                                     (format::label(status))
                                 }
                             }
@@ -195,6 +193,8 @@ pub struct FrameTile {
 pub struct ProductView {
     pub id: String,
     pub barcode: String,
+    /// What kind of code the barcode is: "EAN-13", "UPC-A", ..., or "internal code".
+    pub barcode_kind: String,
     pub status: String,
     pub review_note: Option<String>,
     pub reviewed: Option<(DateTime<Utc>, Option<String>)>,
@@ -249,7 +249,8 @@ pub fn product_page(viewer: &Viewer, product: &ProductView) -> Markup {
         &title,
         html! {
             p.muted { a href=(paths::PRODUCTS) { "← Products" } }
-            h1 { (title) " " code.muted { (product.barcode) } }
+            h1 { (title) " " code.muted title=(product.barcode_kind) { (product.barcode) } }
+            p.muted { "Barcode: " (product.barcode_kind) }
             div sse-connect=(format!("{}?topic=product:{}&coalesce=300", paths::EVENTS, product.id)) {
                 div hx-get=(paths::with_id(paths::PRODUCT_REVIEW, &product.id))
                     hx-trigger="sse:product, sse:resync"
@@ -310,7 +311,7 @@ pub fn render_review(viewer: &Viewer, product: &ProductView) -> Markup {
             div.actions {
                 form method="post" action=(action(paths::PRODUCT_APPROVE)) {
                     (layout::csrf_field(viewer))
-                    button type="submit" disabled[product.status == "approved"] { "Approve" }
+                    button type="submit" disabled[product.status == ProductStatus::Approved] { "Approve" }
                 }
                 form.reject method="post" action=(action(paths::PRODUCT_REJECT)) {
                     (layout::csrf_field(viewer))

@@ -1,0 +1,9 @@
+//! The platform's shared vocabulary, used alike by the database layer, the
+//! job kinds, the web pages and the external clients: barcodes, the statuses
+//! of jobs and products, and a product's catalog metadata. Pure types: no I/O.
+
+mod barcode;
+mod status;
+
+pub use barcode::{Barcode, BarcodeError, BarcodeKind};
+pub use status::{JobStatus, ProductStatus, UnknownStatus};
