@@ -32,7 +32,7 @@ RUN apt-get update \
 # As scripts/setup.sh: PyPI's torch wheel carries libtorch and its CUDA 13
 # libraries; .cargo/config.toml links the build through .data/libtorch.
 RUN python3 -m venv .data/torch \
- && .data/torch/bin/pip install --no-cache-dir --disable-pip-version-check -r worker/export/requirements.txt \
+ && .data/torch/bin/pip install --no-cache-dir --disable-pip-version-check -r vision/python/requirements.txt \
  && ln -sfn torch/lib/python3.11/site-packages/torch .data/libtorch
 RUN cargo build --release --locked --bin buybuddy
 

@@ -11,7 +11,7 @@
 #
 # `run` checks that the binary links libtorch_cuda and sees the GPU, measures
 # frames/s and peak GPU memory of the Rust backend and of the same module from
-# Python torch at batch 1, 4 and 8 (worker/export/gpu_bench.py), then segments
+# Python torch at batch 1, 4 and 8 (vision/python/gpu_bench.py), then segments
 # the sample video's frames with the full-size float16 export on CUDA, table
 # last. $OUT gets ldd.txt, table.md, rows.json and segment.json.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,7 +20,7 @@ gpu="$REPO_ROOT/.data/gpu"
 # The export's Python packages besides torch, carried as wheels and installed
 # without dependency resolution: numpy, torchvision and Pillow come from the GPU
 # machine's own Python, which pip --target cannot see.
-transformers=$(grep -E '^transformers==' worker/export/requirements.txt)
+transformers=$(grep -E '^transformers==' vision/python/requirements.txt)
 pure=("$transformers" huggingface-hub packaging tqdm typer click rich shellingham typing-extensions
 	filelock fsspec markdown-it-py mdurl pygments annotated-doc httpx2 httpcore2 h11 anyio idna
 	certifi sniffio)
@@ -76,7 +76,7 @@ run)
 	python3 -c "import sys, transformers; print('    transformers', transformers.__version__); \
 		sys.exit(transformers.__version__ != '${transformers#*==}')"
 	step "Benchmark: Rust tch vs Python torch, the same module"
-	python3 worker/export/gpu_bench.py --bench-bin target/release/sam3-bench --out "$work/bench" "${@:2}"
+	python3 vision/python/gpu_bench.py --bench-bin target/release/sam3-bench --out "$work/bench" "${@:2}"
 	cp "$work/bench/table.md" "$work/bench/rows.json" "$out/"
 	step "A sample video's frames through the SAM 3 backend ($segment_model on $device)"
 	target/release/sam3-bench --model "$work/bench/$segment_model" --device "$device" --batches 8 \

@@ -79,10 +79,10 @@ fi
 step "libtorch 2.11.0 (PyPI's torch, in a virtualenv)"
 # tch 0.24 binds libtorch 2.11.0. PyPI's torch wheel carries it with its CUDA
 # libraries (about 4.6 GB); the build links it through .data/libtorch (see
-# .cargo/config.toml). The same virtualenv runs worker/export/export_sam3.py.
+# .cargo/config.toml). The same virtualenv runs vision/python/export_sam3.py.
 apt_install python3 python3-venv
 torch_venv="$REPO_ROOT/.data/torch"
-torch_reqs="$REPO_ROOT/worker/export/requirements.txt"
+torch_reqs="$REPO_ROOT/vision/python/requirements.txt"
 if [ -x "$torch_venv/bin/python" ] && [ "$torch_reqs" -ot "$torch_venv/.installed" ]; then
 	info "already installed: $(tr '\n' ' ' <"$torch_reqs")in $torch_venv"
 else
@@ -119,12 +119,12 @@ fi
 if [ "$WITH_TEST" = 1 ]; then
 	step "A tiny random SAM 3, exported to TorchScript (the SAM 3 backend's tests)"
 	tiny="$REPO_ROOT/.data/models/sam3-tiny"
-	if [ -f "$tiny/sam3.json" ] && [ worker/export/export_sam3.py -ot "$tiny/sam3.json" ] && [ "$torch_reqs" -ot "$tiny/sam3.json" ]; then
+	if [ -f "$tiny/sam3.json" ] && [ vision/python/export_sam3.py -ot "$tiny/sam3.json" ] && [ "$torch_reqs" -ot "$tiny/sam3.json" ]; then
 		info "already exported: $tiny"
 	else
-		info "worker/export/export_sam3.py --random tiny --out $tiny"
+		info "vision/python/export_sam3.py --random tiny --out $tiny"
 		rm -rf "$tiny"
-		"$torch_venv/bin/python" worker/export/export_sam3.py --random tiny --out "$tiny" 2>&1 | grep -E "^(loaded|wrote)" | sed 's/^/    /'
+		"$torch_venv/bin/python" vision/python/export_sam3.py --random tiny --out "$tiny" 2>&1 | grep -E "^(loaded|wrote)" | sed 's/^/    /'
 		[ -f "$tiny/sam3.json" ] || die "the SAM 3 export failed"
 	fi
 fi

@@ -186,7 +186,7 @@ pub struct PipelineArgs {
 /// Which model finds the product in the frames.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SegmenterArgs {
-    /// SAM 3 exported by worker/export/export_sam3.py: its `sam3.pt` or the folder
+    /// SAM 3 exported by vision/python/export_sam3.py: its `sam3.pt` or the folder
     /// holding it (with `sam3.json` and `tokenizer.json`). Without it the CPU
     /// segmenter for plain backgrounds is used.
     #[arg(long, env = "SAM3_MODEL_PATH")]

@@ -1,5 +1,5 @@
 //! The video job with the SAM 3 segmenter: a tiny, randomly initialised SAM 3
-//! exported by worker/export/export_sam3.py (scripts/setup.sh --test makes it),
+//! exported by vision/python/export_sam3.py (scripts/setup.sh --test makes it),
 //! run on CPU through the whole job: decode, segment, post-process, storage,
 //! database.
 #![cfg(feature = "sam3")]

@@ -1,5 +1,5 @@
 //! SAM 3 through TorchScript: the image path exported by
-//! `worker/export/export_sam3.py` (a `sam3.pt` with `sam3.json` and
+//! `vision/python/export_sam3.py` (a `sam3.pt` with `sam3.json` and
 //! `tokenizer.json` beside it).
 //!
 //! Per video: the grounding prompt is tokenised and encoded once; frames go
@@ -7,6 +7,8 @@
 //! normalised as SAM 3's image processor does); per frame the best few instances
 //! come back to the CPU at the model's mask resolution, one is chosen
 //! ([`crate::select`]), and only that one is upsampled to the frame's size.
+//! Longer than most files: loading an export (with its checks against the
+//! reference outputs) and running it are one model's code, kept together.
 
 use std::{
     path::{Path, PathBuf},
@@ -145,7 +147,7 @@ impl Sam3 {
         let folder = file.parent().unwrap_or(Path::new("."));
         ensure!(
             file.is_file(),
-            "{} does not exist (export one with worker/export/export_sam3.py)",
+            "{} does not exist (export one with vision/python/export_sam3.py)",
             file.display()
         );
         let manifest_path = folder.join("sam3.json");

@@ -1,5 +1,5 @@
 //! The SAM 3 backend against a tiny, randomly initialised SAM 3 exported by
-//! `worker/export/export_sam3.py --random tiny` (scripts/setup.sh --test makes
+//! `vision/python/export_sam3.py --random tiny` (scripts/setup.sh --test makes
 //! it in `.data/models/sam3-tiny`; `BUYBUDDY_SAM3_TINY` points elsewhere).
 
 use std::path::{Path, PathBuf};

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::retry::Backoff;
+use crate::retry::{self, Backoff, Retried, Try};
 
 const SIGN_IN: &str = "user/sign_in";
 const TOKEN: &str = "user/sign_in/token";
@@ -299,34 +299,44 @@ impl Buybuddy {
         path: &str,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Vec<u8>, BuybuddyError> {
-        let attempts = self.settings.attempts.max(1);
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            match self.send(path, request()).await {
-                Ok(body) => return Ok(body),
-                Err(Failure::Fatal(error)) => return Err(error),
-                Err(Failure::Retry { error, wait }) => {
-                    last = error;
-                    if attempt < attempts {
-                        let wait = wait
-                            .unwrap_or_else(|| self.settings.backoff.delay(attempt))
-                            .min(Duration::from_secs(300));
-                        tracing::warn!(path, attempt, error = %last, ?wait, "Buybuddy API call failed; trying again");
-                        tokio::time::sleep(wait).await;
-                    }
+        let backoff = self.settings.backoff;
+        let pause = |attempt: u32, asked: Option<Duration>| {
+            Ok(asked
+                .unwrap_or_else(|| backoff.delay(attempt))
+                .min(Duration::from_secs(300)))
+        };
+        let tries = || {
+            let answer = self.send(path, request());
+            async move {
+                match answer.await {
+                    Ok(body) => Try::Done(body),
+                    Err(Failure::Retry { error, wait }) => Try::Again {
+                        reason: error,
+                        wait,
+                    },
+                    Err(Failure::Fatal(error)) => Try::Fail(error),
                 }
             }
-        }
-        Err(BuybuddyError::Unreachable {
-            path: path.into(),
-            attempts,
-            last,
-        })
+        };
+        let what = format!("Buybuddy API call {path}");
+        retry::run(self.settings.attempts, &what, pause, tries)
+            .await
+            .map_err(|ended| match ended {
+                Retried::Failed(error) => error,
+                Retried::GaveUp { attempts, last } => BuybuddyError::Unreachable {
+                    path: path.into(),
+                    attempts,
+                    last,
+                },
+            })
     }
 
     async fn send(&self, path: &str, request: reqwest::RequestBuilder) -> Result<Vec<u8>, Failure> {
         let retry = |error: String| Failure::Retry { error, wait: None };
-        let response = request.send().await.map_err(|e| retry(describe(&e)))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| retry(crate::http::describe(&e, "no answer in time")))?;
         let status = response.status();
         let wait = response
             .headers()
@@ -334,10 +344,12 @@ impl Buybuddy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| retry(format!("the answer broke off: {}", describe(&e))))?;
+        let body = response.bytes().await.map_err(|e| {
+            retry(format!(
+                "the answer broke off: {}",
+                crate::http::describe(&e, "no answer in time")
+            ))
+        })?;
         if status.is_success() {
             return Ok(body.to_vec());
         }
@@ -410,16 +422,6 @@ fn error_message(body: &[u8]) -> String {
         "no message".into()
     } else {
         text
-    }
-}
-
-fn describe(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "no answer in time".into()
-    } else if error.is_connect() {
-        "could not connect".into()
-    } else {
-        error.to_string()
     }
 }
 

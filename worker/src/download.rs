@@ -12,7 +12,7 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::{
-    retry::Backoff,
+    retry::{self, Backoff, Retried, Try},
     storage::{S3Settings, StorageError, download_object},
 };
 
@@ -113,14 +113,6 @@ pub async fn fetch(
     Ok(Downloaded { path, bytes })
 }
 
-/// What one try at a download ended with.
-enum Try {
-    Done(Downloaded),
-    /// Worth another try, after at least this long (a Retry-After).
-    Again(String, Option<Duration>),
-    Fail(DownloadError),
-}
-
 async fn http(url: &str, target: &Path, limits: &Limits) -> Result<Downloaded, DownloadError> {
     let client = reqwest::Client::builder()
         .connect_timeout(limits.connect_timeout)
@@ -132,37 +124,46 @@ async fn http(url: &str, target: &Path, limits: &Limits) -> Result<Downloaded, D
             attempts: 0,
             last: e.to_string(),
         })?;
-    let mut last = String::new();
-    let attempts = limits.attempts.max(1);
-    for attempt in 1..=attempts {
-        match http_once(&client, url, target, limits.max_bytes).await {
-            Try::Done(done) => return Ok(done),
-            Try::Fail(error) => {
-                let _ = tokio::fs::remove_file(target).await;
-                return Err(error);
-            }
-            Try::Again(reason, after) => {
-                let _ = tokio::fs::remove_file(target).await;
-                tracing::warn!(%url, attempt, "download failed: {reason}");
-                last = reason;
-                if attempt < attempts {
-                    let wait = limits.backoff.delay(attempt).max(after.unwrap_or_default());
-                    tokio::time::sleep(wait).await;
-                }
-            }
+    let backoff = limits.backoff;
+    // A Retry-After is a floor: the backoff still grows between tries.
+    let pause = |attempt: u32, asked: Option<Duration>| {
+        Ok(backoff.delay(attempt).max(asked.unwrap_or_default()))
+    };
+    let client = &client;
+    let tries = || async move {
+        let tried = http_once(client, url, target, limits.max_bytes).await;
+        if !matches!(tried, Try::Done(_)) {
+            // Nothing half written is left behind, whatever comes next.
+            let _ = tokio::fs::remove_file(target).await;
         }
-    }
-    Err(DownloadError::Unreachable {
-        url: url.to_owned(),
-        attempts,
-        last,
-    })
+        tried
+    };
+    retry::run(limits.attempts, &format!("download of {url}"), pause, tries)
+        .await
+        .map_err(|ended| match ended {
+            Retried::Failed(error) => error,
+            Retried::GaveUp { attempts, last } => DownloadError::Unreachable {
+                url: url.to_owned(),
+                attempts,
+                last,
+            },
+        })
 }
 
-async fn http_once(client: &reqwest::Client, url: &str, target: &Path, limit: u64) -> Try {
+async fn http_once(
+    client: &reqwest::Client,
+    url: &str,
+    target: &Path,
+    limit: u64,
+) -> Try<Downloaded, DownloadError> {
     let response = match client.get(url).send().await {
         Ok(response) => response,
-        Err(e) => return Try::Again(describe(&e), None),
+        Err(e) => {
+            return Try::Again {
+                reason: describe(&e),
+                wait: None,
+            };
+        }
     };
     let status = response.status();
     if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE {
@@ -174,7 +175,10 @@ async fn http_once(client: &reqwest::Client, url: &str, target: &Path, limit: u6
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             .map(|s| Duration::from_secs(s.min(60)));
-        return Try::Again(format!("the server answered {status}"), after);
+        return Try::Again {
+            reason: format!("the server answered {status}"),
+            wait: after,
+        };
     }
     if !status.is_success() {
         return Try::Fail(DownloadError::Refused {
@@ -194,7 +198,12 @@ async fn http_once(client: &reqwest::Client, url: &str, target: &Path, limit: u6
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
             Ok(chunk) => chunk,
-            Err(e) => return Try::Again(describe(&e), None),
+            Err(e) => {
+                return Try::Again {
+                    reason: describe(&e),
+                    wait: None,
+                };
+            }
         };
         written += chunk.len() as u64;
         if written > limit {
@@ -215,19 +224,7 @@ async fn http_once(client: &reqwest::Client, url: &str, target: &Path, limit: u6
 
 /// A reqwest error in words a person understands.
 fn describe(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "the server stopped sending (timed out)".to_owned()
-    } else if error.is_connect() {
-        "could not connect".to_owned()
-    } else {
-        let mut text = error.to_string();
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            text = format!("{text}: {cause}");
-            source = cause.source();
-        }
-        text
-    }
+    crate::http::describe(error, "the server stopped sending (timed out)")
 }
 
 async fn from_s3(

@@ -5,6 +5,7 @@
 pub mod buybuddy;
 pub mod download;
 pub mod gemini;
+pub mod http;
 pub mod media;
 pub mod postprocess;
 pub mod retry;

@@ -1,9 +1,66 @@
-//! Exponential backoff with jitter, for everything that retries: queue attempts,
-//! worker restarts, and calls to external services.
+//! Retrying: exponential backoff with jitter, for everything that retries
+//! (queue attempts, worker restarts, calls to external services), and the one
+//! loop that every HTTP client of the worker crate retries its calls with.
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use rand::RngExt;
+
+/// How one try of an operation ended.
+#[derive(Debug)]
+pub enum Try<T, E> {
+    Done(T),
+    /// Worth another try: why this one failed, and how long the other side
+    /// asked us to wait (a `Retry-After`, a `RetryInfo`), if it did.
+    Again {
+        reason: String,
+        wait: Option<Duration>,
+    },
+    /// Another try would fail the same way.
+    Fail(E),
+}
+
+/// Why a retried operation did not succeed.
+#[derive(Debug)]
+pub enum Retried<E> {
+    /// A try failed for good (or the wait asked for was refused).
+    Failed(E),
+    /// Every try was worth another, and there were no more.
+    GaveUp { attempts: u32, last: String },
+}
+
+/// Tries `operation` up to `attempts` times. After a try worth another, `pause`
+/// turns the attempt number and the wait the other side asked for into the
+/// wait before the next try, or into a failure (a wait longer than the caller
+/// will accept). `what` names the operation in the log.
+pub async fn run<T, E, Op, Fut>(
+    attempts: u32,
+    what: &str,
+    mut pause: impl FnMut(u32, Option<Duration>) -> Result<Duration, E>,
+    mut operation: Op,
+) -> Result<T, Retried<E>>
+where
+    Op: FnMut() -> Fut,
+    Fut: Future<Output = Try<T, E>>,
+{
+    let attempts = attempts.max(1);
+    let mut last = String::new();
+    for attempt in 1..=attempts {
+        match operation().await {
+            Try::Done(value) => return Ok(value),
+            Try::Fail(error) => return Err(Retried::Failed(error)),
+            Try::Again { reason, wait } => {
+                if attempt < attempts {
+                    let wait = pause(attempt, wait).map_err(Retried::Failed)?;
+                    tracing::warn!(attempt, %reason, ?wait, "{what} failed; trying again");
+                    tokio::time::sleep(wait).await;
+                }
+                last = reason;
+            }
+        }
+    }
+    Err(Retried::GaveUp { attempts, last })
+}
 
 /// `base * 2^(attempt - 1)`, at most `max`, spread by a random factor in
 /// `[1 - jitter, 1 + jitter]` so that many clients do not retry in step.
@@ -47,6 +104,67 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn tries_until_done_a_refusal_or_the_last_attempt() {
+        let pause = |_: u32, _: Option<Duration>| Ok::<_, String>(Duration::ZERO);
+        let mut tries = 0;
+        let done = run(5, "test", pause, || {
+            tries += 1;
+            let n = tries;
+            async move {
+                if n < 3 {
+                    Try::Again {
+                        reason: format!("try {n}"),
+                        wait: None,
+                    }
+                } else {
+                    Try::Done(n)
+                }
+            }
+        })
+        .await;
+        assert!(matches!(done, Ok(3)));
+
+        let refused = run(5, "test", pause, || async {
+            Try::<(), _>::Fail("no".to_owned())
+        })
+        .await;
+        assert!(matches!(refused, Err(Retried::Failed(e)) if e == "no"));
+
+        let mut tries = 0;
+        let gave_up = run(3, "test", pause, || {
+            tries += 1;
+            let n = tries;
+            async move {
+                Try::<(), String>::Again {
+                    reason: format!("try {n}"),
+                    wait: None,
+                }
+            }
+        })
+        .await;
+        assert!(
+            matches!(&gave_up, Err(Retried::GaveUp { attempts: 3, last }) if last == "try 3"),
+            "{gave_up:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wait_the_caller_refuses_ends_the_retries() {
+        let pause = |_: u32, asked: Option<Duration>| match asked {
+            Some(wait) if wait > Duration::from_secs(60) => Err(format!("asked to wait {wait:?}")),
+            _ => Ok(Duration::ZERO),
+        };
+        let ended = run(5, "test", pause, || async {
+            Try::<(), String>::Again {
+                reason: "429".into(),
+                wait: Some(Duration::from_secs(3600)),
+            }
+        })
+        .await;
+        assert!(matches!(ended, Err(Retried::Failed(e)) if e.contains("3600")));
+    }
 
     #[test]
     fn delays_double_up_to_the_cap() {

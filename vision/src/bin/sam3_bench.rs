@@ -5,7 +5,7 @@
 //!
 //! Two figures per batch size, one JSON line each on stdout:
 //! - `forward`: the TorchScript module alone on preprocessed frames (what
-//!   `worker/export/bench_sam3.py` measures from Python on the same module);
+//!   `vision/python/bench_sam3.py` measures from Python on the same module);
 //! - `segment`: the whole backend from 8-bit frames of the given size to one
 //!   mask per frame (upload, resize, normalise, forward, choose, upsample).
 //!
@@ -85,7 +85,7 @@ fn parse() -> anyhow::Result<Args> {
         }
     }
     if args.model.as_os_str().is_empty() {
-        bail!("--model DIR is required (a folder from worker/export/export_sam3.py)");
+        bail!("--model DIR is required (a folder from vision/python/export_sam3.py)");
     }
     Ok(args)
 }

@@ -12,22 +12,25 @@
 //! exponential backoff and jitter; other refusals (400, 403, 404, ...) fail at
 //! once with the API's own message. The API key travels only in the
 //! `x-goog-api-key` header and is never logged.
+//! Longer than most files: the client, its one request loop (retry, backoff,
+//! 429 delays) and the error mapping belong together; the Files API and the
+//! wire types are in their own files.
 
+mod files;
 pub mod metadata;
+mod wire;
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Duration};
 
 use base64::Engine as _;
 use futures::StreamExt;
 use reqwest::{Method, StatusCode, header::HeaderMap};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::retry::Backoff;
+use crate::retry::{self, Backoff, Retried, Try};
 pub use metadata::{Hints, ProductMetadata};
+use wire::{ErrorBody, GenerateContentResponse, answer_text, parse_json, retry_delay};
+pub use wire::{RemoteFile, Status};
 
 /// The model asked when none is configured.
 pub const DEFAULT_MODEL: &str = "gemini-2.5-flash";
@@ -153,87 +156,6 @@ pub struct Gemini {
     key: reqwest::header::HeaderValue,
 }
 
-/// A file in the Files API.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RemoteFile {
-    pub name: String,
-    #[serde(default)]
-    pub uri: Option<String>,
-    #[serde(default)]
-    pub mime_type: Option<String>,
-    #[serde(default)]
-    pub state: Option<String>,
-    #[serde(default)]
-    pub error: Option<Status>,
-}
-
-/// `google.rpc.Status`, as found in error bodies and failed files.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Status {
-    #[serde(default)]
-    pub code: Option<i64>,
-    #[serde(default)]
-    pub message: Option<String>,
-    #[serde(default)]
-    pub status: Option<String>,
-    #[serde(default)]
-    pub details: Vec<Value>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: Status,
-}
-
-#[derive(Deserialize)]
-struct UploadedFile {
-    file: RemoteFile,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct GenerateContentResponse {
-    #[serde(default)]
-    candidates: Vec<Candidate>,
-    #[serde(default)]
-    prompt_feedback: Option<PromptFeedback>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PromptFeedback {
-    #[serde(default)]
-    block_reason: Option<String>,
-    #[serde(default)]
-    block_reason_message: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Candidate {
-    #[serde(default)]
-    content: Option<Content>,
-    #[serde(default)]
-    finish_reason: Option<String>,
-    #[serde(default)]
-    finish_message: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Content {
-    #[serde(default)]
-    parts: Vec<Part>,
-}
-
-#[derive(Deserialize)]
-struct Part {
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    thought: Option<bool>,
-}
-
 /// How the video reaches the model.
 enum VideoPart {
     Inline { mime_type: String, data: String },
@@ -353,127 +275,11 @@ impl Gemini {
         Ok(ProductMetadata::from_answer(&text)?)
     }
 
-    /// Starts a resumable upload and sends the whole video in one request.
-    pub async fn upload_file(
-        &self,
-        video: &Path,
-        size: u64,
-        mime_type: &str,
-        display_name: &str,
-    ) -> Result<RemoteFile, GeminiError> {
-        let start_url = self.url(&format!("upload/{API_VERSION}/files"));
-        let file_name = video
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "video".to_owned());
-        // The upload headers of the start request go with the upload as well,
-        // as the official SDK sends them.
-        let upload_headers = [
-            ("X-Goog-Upload-Protocol", "resumable".to_owned()),
-            ("X-Goog-Upload-Header-Content-Length", size.to_string()),
-            ("X-Goog-Upload-Header-Content-Type", mime_type.to_owned()),
-            ("X-Goog-Upload-File-Name", file_name),
-        ];
-        self.retrying("file upload", || async {
-            let mut start = self
-                .request(Method::POST, &start_url)
-                .header("X-Goog-Upload-Command", "start")
-                .json(&json!({ "file": {
-                    "displayName": display_name,
-                    "mimeType": mime_type,
-                    "sizeBytes": size,
-                } }));
-            for (name, value) in &upload_headers {
-                start = start.header(*name, value);
-            }
-            let started = self.send(start).await?;
-            let upload_url = started
-                .headers
-                .get("x-goog-upload-url")
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| {
-                    GeminiError::Protocol("the upload start gave no x-goog-upload-url".into())
-                })?
-                .to_owned();
-            let file = tokio::fs::File::open(video)
-                .await
-                .map_err(GeminiError::Io)?;
-            // The session URL carries the upload's authorisation; no key is sent.
-            let mut upload = self
-                .http
-                .post(&upload_url)
-                .timeout(self.settings.request_timeout)
-                .header("Content-Length", size.to_string())
-                .header("X-Goog-Upload-Offset", "0")
-                .header("X-Goog-Upload-Command", "upload, finalize")
-                .body(reqwest::Body::wrap_stream(
-                    tokio_util::io::ReaderStream::new(file),
-                ));
-            for (name, value) in &upload_headers {
-                upload = upload.header(*name, value);
-            }
-            let finished = self.send(upload).await?;
-            let status = finished
-                .headers
-                .get("x-goog-upload-status")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if status != "final" {
-                return Err(Failure::Retry {
-                    error: format!("the upload ended with status {status:?}, not \"final\""),
-                    wait: None,
-                });
-            }
-            let uploaded: UploadedFile = parse_json(&finished.body)?;
-            Ok(uploaded.file)
-        })
-        .await
-    }
-
-    /// Polls an uploaded file until it can be used.
-    pub async fn wait_until_active(&self, mut file: RemoteFile) -> Result<RemoteFile, GeminiError> {
-        let since = Instant::now();
-        loop {
-            match file.state.as_deref() {
-                Some("ACTIVE") => return Ok(file),
-                Some("FAILED") => {
-                    let why = file
-                        .error
-                        .as_ref()
-                        .and_then(|e| e.message.clone())
-                        .unwrap_or_else(|| "no reason given".into());
-                    return Err(GeminiError::FileFailed(why));
-                }
-                _ => {}
-            }
-            if since.elapsed() >= self.settings.processing_timeout {
-                return Err(GeminiError::FileNotReady(self.settings.processing_timeout));
-            }
-            tokio::time::sleep(self.settings.poll_interval).await;
-            let url = self.url(&format!("{API_VERSION}/{}", file.name));
-            file = self
-                .retrying("file status", || async {
-                    let response = self.send(self.request(Method::GET, &url)).await?;
-                    parse_json(&response.body).map_err(Failure::Fatal)
-                })
-                .await?;
-        }
-    }
-
     /// Looks up the configured model, which checks the key and the model name.
     pub async fn check_model(&self) -> Result<(), GeminiError> {
         let url = self.url(&format!("{API_VERSION}/models/{}", self.settings.model));
         self.retrying("model lookup", || async {
             self.send(self.request(Method::GET, &url)).await?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub async fn delete_file(&self, name: &str) -> Result<(), GeminiError> {
-        let url = self.url(&format!("{API_VERSION}/{name}"));
-        self.retrying("file delete", || async {
-            self.send(self.request(Method::DELETE, &url)).await?;
             Ok(())
         })
         .await
@@ -498,41 +304,41 @@ impl Gemini {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Failure>>,
     {
-        let attempts = self.settings.attempts.max(1);
-        for attempt in 1..=attempts {
-            match operation().await {
-                Ok(value) => return Ok(value),
-                Err(Failure::Fatal(error)) => return Err(error),
-                Err(Failure::Retry { error, wait }) => {
-                    if attempt == attempts {
-                        return Err(GeminiError::GaveUp {
-                            attempts,
-                            last: error,
-                        });
-                    }
-                    let wait = match wait {
-                        Some(asked) if asked > self.settings.max_retry_delay => {
-                            return Err(GeminiError::RateLimited {
-                                wait: asked,
-                                limit: self.settings.max_retry_delay,
-                            });
-                        }
-                        Some(asked) => asked,
-                        None => self.settings.backoff.delay(attempt),
-                    };
-                    tracing::warn!(attempt, %error, ?wait, "Gemini {what} failed; trying again");
-                    tokio::time::sleep(wait).await;
+        let settings = &self.settings;
+        let pause = |attempt: u32, asked: Option<Duration>| match asked {
+            Some(asked) if asked > settings.max_retry_delay => Err(GeminiError::RateLimited {
+                wait: asked,
+                limit: settings.max_retry_delay,
+            }),
+            Some(asked) => Ok(asked),
+            None => Ok(settings.backoff.delay(attempt)),
+        };
+        let tries = || {
+            let answer = operation();
+            async move {
+                match answer.await {
+                    Ok(value) => Try::Done(value),
+                    Err(Failure::Retry { error, wait }) => Try::Again {
+                        reason: error,
+                        wait,
+                    },
+                    Err(Failure::Fatal(error)) => Try::Fail(error),
                 }
             }
-        }
-        unreachable!("the last attempt returns")
+        };
+        retry::run(settings.attempts, &format!("Gemini {what}"), pause, tries)
+            .await
+            .map_err(|ended| match ended {
+                Retried::Failed(error) => error,
+                Retried::GaveUp { attempts, last } => GeminiError::GaveUp { attempts, last },
+            })
     }
 
     /// Sends one request and reads its whole answer, sorting failures into
     /// worth another try or not.
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer, Failure> {
         let response = request.send().await.map_err(|e| Failure::Retry {
-            error: describe_reqwest(&e),
+            error: crate::http::describe(&e, "no answer in time"),
             wait: None,
         })?;
         let status = response.status();
@@ -593,7 +399,10 @@ async fn read_limited(response: reqwest::Response, limit: usize) -> Result<Vec<u
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| Failure::Retry {
-            error: format!("the answer broke off: {}", describe_reqwest(&e)),
+            error: format!(
+                "the answer broke off: {}",
+                crate::http::describe(&e, "no answer in time")
+            ),
             wait: None,
         })?;
         if body.len() + chunk.len() > limit {
@@ -604,94 +413,9 @@ async fn read_limited(response: reqwest::Response, limit: usize) -> Result<Vec<u
     Ok(body)
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, GeminiError> {
-    serde_json::from_slice(body).map_err(|e| GeminiError::Protocol(format!("unreadable JSON: {e}")))
-}
-
-/// The text of the first candidate, or why there is none.
-fn answer_text(answer: GenerateContentResponse) -> Result<String, GeminiError> {
-    let Some(candidate) = answer.candidates.into_iter().next() else {
-        let why = match answer.prompt_feedback {
-            Some(PromptFeedback {
-                block_reason: Some(reason),
-                block_reason_message,
-            }) => format!(
-                "the request was blocked ({reason}){}",
-                block_reason_message
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            ),
-            _ => "the answer has no candidates".to_owned(),
-        };
-        return Err(GeminiError::NoAnswer(why));
-    };
-    let finish = candidate.finish_reason.as_deref().unwrap_or("STOP");
-    if finish != "STOP" {
-        let why = match finish {
-            "MAX_TOKENS" => "the answer was cut off at the output token limit".to_owned(),
-            other => format!(
-                "the answer stopped early ({other}){}",
-                candidate
-                    .finish_message
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            ),
-        };
-        return Err(GeminiError::NoAnswer(why));
-    }
-    let text: String = candidate
-        .content
-        .map(|c| c.parts)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| p.thought != Some(true))
-        .filter_map(|p| p.text)
-        .collect();
-    if text.trim().is_empty() {
-        return Err(GeminiError::NoAnswer("the answer is empty".into()));
-    }
-    Ok(text)
-}
-
-/// The wait asked for by a `google.rpc.RetryInfo` detail, e.g. `"37s"` or `"1.5s"`.
-fn retry_delay(status: &Status) -> Option<Duration> {
-    status
-        .details
-        .iter()
-        .filter(|d| {
-            d.get("@type")
-                .and_then(Value::as_str)
-                .is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
-        })
-        .find_map(|d| d.get("retryDelay").and_then(Value::as_str))
-        .and_then(parse_proto_duration)
-}
-
-/// Reads the JSON form of `google.protobuf.Duration`: seconds with an `s`.
-fn parse_proto_duration(text: &str) -> Option<Duration> {
-    let seconds: f64 = text.trim().strip_suffix('s')?.parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
-}
-
-fn describe_reqwest(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "no answer in time".to_owned()
-    } else if error.is_connect() {
-        "could not connect".to_owned()
-    } else {
-        // The key travels in a header, never in the URL: the text is safe to show.
-        let mut text = error.to_string();
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            text.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        text
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::wire::parse_proto_duration;
     use super::*;
 
     #[test]

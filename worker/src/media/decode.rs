@@ -4,6 +4,8 @@
 //! frame's presentation time (cheap: nothing is decoded), which handles variable
 //! frame rates and missing durations alike. The second decodes, converts just the
 //! chosen frames to RGB, and stops as soon as it has them all.
+//! Longer than most files: the timing scan and the sampled decode share the
+//! stream's state (rotation, time base, frame times).
 
 use std::{collections::VecDeque, path::Path, sync::Once};
 

@@ -59,6 +59,14 @@ impl Storage {
         }
     }
 
+    /// The S3 bucket, for S3 storage.
+    pub fn bucket(&self) -> Option<&str> {
+        match self {
+            Storage::Local(_) => None,
+            Storage::S3(s3) => Some(s3.bucket()),
+        }
+    }
+
     /// The URL of a key (`file:///...` or `s3://bucket/...`).
     pub fn url(&self, key: &str) -> String {
         match self {

@@ -93,6 +93,10 @@ impl S3Storage {
         format!("s3://{}/{}{key}", self.bucket, self.prefix)
     }
 
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
     fn full(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }

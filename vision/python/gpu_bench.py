@@ -3,7 +3,7 @@ runs the worker's Rust backend (`sam3-bench`) and the same TorchScript module
 from Python torch at each batch size, one process per run, while sampling the
 GPU's memory, and prints a table.
 
-  python worker/export/gpu_bench.py --bench-bin target/release/sam3-bench --out /tmp/sam3-bench
+  python vision/python/gpu_bench.py --bench-bin target/release/sam3-bench --out /tmp/sam3-bench
 
 Models: SAM 3's full architecture with random weights (the real model's
 compute) in float32 and float16, and the tiny test model. Peak memory is the
