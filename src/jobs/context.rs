@@ -1,21 +1,14 @@
-//! What a running job sees of the platform: its identity, a way to report
-//! progress (which is also where it learns it was cancelled), and its errors.
+//! What a running job sees of the platform: its identity, the worker process's
+//! shared [`Resources`], a way to report progress (which is also where it learns
+//! it was cancelled), and its errors.
 
 use std::sync::Arc;
 
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::Resources;
 use crate::db;
-
-/// Settings of the worker process that jobs may consult.
-#[derive(Debug, Clone, Default)]
-pub struct WorkerSettings {
-    /// Whether `crash` jobs may take this worker down (off unless asked for).
-    pub enable_crash_jobs: bool,
-    /// What video jobs run on; a worker without it fails them with a clear message.
-    pub pipeline: Option<Arc<crate::pipeline::Pipeline>>,
-}
 
 /// The running attempt of one job.
 #[derive(Debug, Clone)]
@@ -24,7 +17,8 @@ pub struct JobContext {
     /// This attempt's number, from 1.
     pub attempt: u32,
     pub max_attempts: u32,
-    pub settings: Arc<WorkerSettings>,
+    /// What the worker process holds for its jobs: storage, clients, models.
+    pub resources: Arc<Resources>,
     pool: PgPool,
 }
 
@@ -78,13 +72,13 @@ impl JobContext {
         job_id: Uuid,
         attempt: u32,
         max_attempts: u32,
-        settings: Arc<WorkerSettings>,
+        resources: Arc<Resources>,
     ) -> Self {
         Self {
             job_id,
             attempt,
             max_attempts,
-            settings,
+            resources,
             pool,
         }
     }
@@ -119,7 +113,7 @@ impl JobContext {
         progress: u8,
         event: Option<(Level, &str)>,
     ) -> Result<(), JobError> {
-        let cancelled = db::jobs::report_progress(
+        let cancelled = db::attempts::report_progress(
             &self.pool,
             self.job_id,
             stage,

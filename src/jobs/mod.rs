@@ -1,11 +1,12 @@
-//! The kinds of work a worker runs. Each kind lives in its own file: a serde
-//! payload, a stable name, an idempotent `run`. `JobSpec` is what is queued.
+//! The kinds of work a worker runs. Each kind has one home (a file, or a folder
+//! for a kind with stages): a serde payload, a stable name, an idempotent
+//! `run`, and a `summary` of what the `jobs` row shows of it. `JobSpec` is what
+//! is queued. Jobs reach the worker process's shared parts (storage, clients,
+//! models) through [`Resources`].
 
 pub mod context;
-pub mod crash;
-pub mod fail;
-pub mod noop;
-pub mod sleep;
+pub mod probes;
+pub mod resources;
 pub mod video;
 
 use std::time::Duration;
@@ -14,11 +15,17 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 pub use context::{JobContext, JobError};
+pub use probes::{crash, fail, noop, sleep};
+pub use resources::Resources;
 
 /// One kind of job.
 pub trait Job: Serialize + DeserializeOwned {
     /// The stable name stored in `jobs.kind`; never change it once jobs exist.
     const KIND: &'static str;
+
+    /// Probe kinds test the queue itself; the web and API refuse them unless
+    /// the server runs for testing.
+    const PROBE: bool = false;
 
     /// How many attempts a job gets unless the one who queues it says otherwise.
     fn default_max_attempts(&self) -> u32 {
@@ -28,8 +35,22 @@ pub trait Job: Serialize + DeserializeOwned {
     /// How long one attempt may run before it is stopped and counted as failed.
     fn timeout(&self) -> Duration;
 
+    /// What the `jobs` row shows of this job, for lists and searches.
+    fn summary(&self) -> Summary {
+        Summary::default()
+    }
+
     /// Does the work. Running it again after a failure must not duplicate anything.
     fn run(&self, ctx: &JobContext) -> impl Future<Output = Result<Value, JobError>> + Send;
+}
+
+/// The columns of a `jobs` row that a kind may fill for people to find the job
+/// by; results belong in the kind's own tables, keyed by `job_id`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub barcode: Option<String>,
+    pub video_url: Option<String>,
+    pub video_id: Option<i32>,
 }
 
 /// Every job kind, as queued: `{"kind": "sleep", "millis": 500, ...}`.
@@ -65,6 +86,29 @@ pub const KINDS: &[&str] = &[
     video::Video::KIND,
 ];
 
+/// The stable names of the probe kinds.
+pub const PROBE_KINDS: &[&str] = &[
+    noop::Noop::KIND,
+    sleep::Sleep::KIND,
+    fail::Fail::KIND,
+    crash::Crash::KIND,
+];
+
+/// Reads a list of kind names (e.g. a worker's `--kinds`), refusing unknown ones.
+pub fn parse_kinds(names: &[String]) -> Result<Vec<&'static str>, String> {
+    let mut kinds = Vec::new();
+    for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        let kind = KINDS
+            .iter()
+            .find(|k| **k == name)
+            .ok_or_else(|| format!("unknown job kind {name:?}; kinds are {}", KINDS.join(", ")))?;
+        if !kinds.contains(kind) {
+            kinds.push(*kind);
+        }
+    }
+    Ok(kinds)
+}
+
 impl JobSpec {
     pub fn kind(&self) -> &'static str {
         fn kind_of<J: Job>(_: &J) -> &'static str {
@@ -73,12 +117,24 @@ impl JobSpec {
         with_job!(self, job => kind_of(job))
     }
 
+    /// Whether this is a probe kind (see [`Job::PROBE`]).
+    pub fn is_probe(&self) -> bool {
+        fn probe<J: Job>(_: &J) -> bool {
+            J::PROBE
+        }
+        with_job!(self, job => probe(job))
+    }
+
     pub fn default_max_attempts(&self) -> u32 {
         with_job!(self, job => job.default_max_attempts())
     }
 
     pub fn timeout(&self) -> Duration {
         with_job!(self, job => job.timeout())
+    }
+
+    pub fn summary(&self) -> Summary {
+        with_job!(self, job => job.summary())
     }
 
     pub async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
@@ -113,9 +169,8 @@ mod tests {
         assert_eq!(serde_json::from_value::<QueuedJob>(json).unwrap(), job);
     }
 
-    #[test]
-    fn every_kind_is_listed_once() {
-        let specs = [
+    fn one_of_each() -> Vec<JobSpec> {
+        vec![
             JobSpec::Noop(noop::Noop {}),
             JobSpec::Sleep(sleep::Sleep {
                 millis: 1,
@@ -126,12 +181,51 @@ mod tests {
             JobSpec::Video(video::Video {
                 video_url: "clip.mp4".into(),
                 barcode: "1".into(),
-                video_id: None,
+                video_id: Some(7),
                 frames: None,
                 background: None,
             }),
-        ];
+        ]
+    }
+
+    #[test]
+    fn every_kind_is_listed_once_and_the_probes_say_so() {
+        let specs = one_of_each();
         let kinds: Vec<&str> = specs.iter().map(JobSpec::kind).collect();
         assert_eq!(kinds, KINDS);
+        let probes: Vec<&str> = specs
+            .iter()
+            .filter(|s| s.is_probe())
+            .map(JobSpec::kind)
+            .collect();
+        assert_eq!(probes, PROBE_KINDS);
+    }
+
+    #[test]
+    fn a_video_job_summarises_itself_for_its_row_and_probes_leave_it_empty() {
+        let specs = one_of_each();
+        assert_eq!(specs[0].summary(), Summary::default());
+        assert_eq!(
+            specs[4].summary(),
+            Summary {
+                barcode: Some("1".into()),
+                video_url: Some("clip.mp4".into()),
+                video_id: Some(7),
+            }
+        );
+    }
+
+    #[test]
+    fn kind_lists_refuse_unknown_names_and_drop_repeats() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_kinds(&names(&["video", " sleep", "video"])).unwrap(),
+            vec!["video", "sleep"]
+        );
+        assert!(
+            parse_kinds(&names(&["video", "teleport"]))
+                .unwrap_err()
+                .contains("unknown job kind \"teleport\"")
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! The video job end to end against PostgreSQL, local storage and real video
 //! files: what it produces, and what it leaves behind when anything goes wrong.
+//! Longer than most files: one scenario per way the video job can end, sharing
+//! the helpers that check nothing was left behind.
 
 use crate::common;
 
@@ -397,13 +399,13 @@ async fn a_second_video_of_a_barcode_replaces_the_first_ones_frames() {
 
 #[tokio::test]
 async fn running_a_job_again_never_duplicates_frames_or_products() {
-    use buybuddy::{jobs::JobContext, pipeline::Request};
+    use buybuddy::jobs::{Job, JobContext};
     let db = TestDb::new().await;
     let pipeline = TestPipeline::new().await;
     let dir = tempfile::tempdir().unwrap();
     let video = sample_video(dir.path(), "again.mp4", 16);
     let id = push(&db.pool, video_job(video.to_str().unwrap()), 3).await;
-    let request = Request {
+    let job = Video {
         video_url: video.to_str().unwrap().to_owned(),
         barcode: BARCODE.to_owned(),
         video_id: None,
@@ -412,8 +414,8 @@ async fn running_a_job_again_never_duplicates_frames_or_products() {
     };
     // As if the first attempt died after saving and the queue ran it again.
     for attempt in 1..=2 {
-        let ctx = JobContext::new(db.pool.clone(), id, attempt, 3, Default::default());
-        let output = pipeline.pipeline.run(&ctx, &request).await.unwrap();
+        let ctx = JobContext::new(db.pool.clone(), id, attempt, 3, pipeline.resources.clone());
+        let output = job.run(&ctx).await.unwrap();
         assert_eq!(output["frame_count"], 8);
     }
     assert_eq!(product_count(&db.pool).await, 1);
@@ -500,7 +502,7 @@ async fn stored_frames_are_served_by_the_server_and_shown_on_the_dashboard() {
     )
     .await;
     assert_eq!(job.status, "completed");
-    let server = TestServer::start_with(&db.pool, pipeline.pipeline.storage.clone()).await;
+    let server = TestServer::start_with(&db.pool, pipeline.storage.clone()).await;
     let page = server
         .client
         .get(&server.base)

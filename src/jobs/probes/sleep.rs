@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Job, JobContext, JobError};
+use crate::jobs::{Job, JobContext, JobError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sleep {
@@ -23,6 +23,7 @@ fn one() -> u32 {
 
 impl Job for Sleep {
     const KIND: &'static str = "sleep";
+    const PROBE: bool = true;
 
     fn timeout(&self) -> Duration {
         Duration::from_millis(self.millis) * 2 + Duration::from_secs(10)

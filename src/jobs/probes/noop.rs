@@ -5,13 +5,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Job, JobContext, JobError};
+use crate::jobs::{Job, JobContext, JobError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Noop {}
 
 impl Job for Noop {
     const KIND: &'static str = "noop";
+    const PROBE: bool = true;
 
     fn timeout(&self) -> Duration {
         Duration::from_secs(10)

@@ -8,20 +8,21 @@ use anyhow::anyhow;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Job, JobContext, JobError};
+use crate::jobs::{Job, JobContext, JobError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Crash {}
 
 impl Job for Crash {
     const KIND: &'static str = "crash";
+    const PROBE: bool = true;
 
     fn timeout(&self) -> Duration {
         Duration::from_secs(10)
     }
 
     async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
-        if !ctx.settings.enable_crash_jobs {
+        if !ctx.resources.enable_crash_jobs {
             return Err(JobError::Permanent(anyhow!(
                 "crash jobs are disabled on this worker (start it with --enable-crash-jobs)"
             )));

@@ -7,7 +7,7 @@ use anyhow::anyhow;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Job, JobContext, JobError};
+use crate::jobs::{Job, JobContext, JobError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fail {
@@ -37,6 +37,7 @@ fn default_message() -> String {
 
 impl Job for Fail {
     const KIND: &'static str = "fail";
+    const PROBE: bool = true;
 
     fn timeout(&self) -> Duration {
         Duration::from_secs(10)

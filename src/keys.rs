@@ -1,0 +1,106 @@
+//! Every family of object-storage keys, built in one place. Keys are
+//! deterministic where a retry must replace rather than add (a job's frames
+//! and masks), and named by the server where a client hands us bytes (uploads),
+//! so that no client ever chooses where anything is written.
+//!
+//! | family  | key                                          |
+//! |---------|----------------------------------------------|
+//! | frames  | `frames/{barcode}/{job_id}/{index:04}.png`   |
+//! | masks   | `masks/{barcode}/{job_id}/{index:04}.png`    |
+//! | uploads | `uploads/{upload_id}/{cleaned file name}`    |
+
+use buybuddy_domain::Barcode;
+use uuid::Uuid;
+
+/// The keys of one video job's frames and masks: the same on every attempt.
+#[derive(Debug, Clone)]
+pub struct JobMedia {
+    barcode: Barcode,
+    job: Uuid,
+}
+
+impl JobMedia {
+    pub fn new(barcode: &Barcode, job: Uuid) -> Self {
+        Self {
+            barcode: barcode.clone(),
+            job,
+        }
+    }
+
+    pub fn frames_prefix(&self) -> String {
+        format!("frames/{}/{}/", self.barcode, self.job)
+    }
+
+    pub fn masks_prefix(&self) -> String {
+        format!("masks/{}/{}/", self.barcode, self.job)
+    }
+
+    /// Both prefixes: what a failed attempt removes.
+    pub fn prefixes(&self) -> [String; 2] {
+        [self.frames_prefix(), self.masks_prefix()]
+    }
+
+    pub fn frame(&self, index: usize) -> String {
+        format!("{}{index:04}.png", self.frames_prefix())
+    }
+
+    pub fn mask(&self, index: usize) -> String {
+        format!("{}{index:04}.png", self.masks_prefix())
+    }
+}
+
+/// A new key for an uploaded file: a fresh id, and the client's file name
+/// reduced to safe characters (kept only so people recognise the object).
+pub fn upload(file_name: &str) -> String {
+    format!("uploads/{}/{}", Uuid::now_v7(), safe_name(file_name))
+}
+
+fn safe_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.');
+    if cleaned.is_empty() {
+        "video".into()
+    } else {
+        cleaned.chars().take(100).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_media_keys_are_deterministic_per_job() {
+        let keys = JobMedia::new(&Barcode::parse("8690000000001").unwrap(), Uuid::nil());
+        assert_eq!(
+            keys.frame(7),
+            "frames/8690000000001/00000000-0000-0000-0000-000000000000/0007.png"
+        );
+        assert_eq!(
+            keys.mask(7),
+            "masks/8690000000001/00000000-0000-0000-0000-000000000000/0007.png"
+        );
+    }
+
+    #[test]
+    fn upload_keys_are_named_by_the_server_whatever_the_client_sends() {
+        let key = upload("../../etc/passwd");
+        let parts: Vec<&str> = key.split('/').collect();
+        assert_eq!(parts.len(), 3, "{key}");
+        assert_eq!(parts[0], "uploads");
+        assert!(Uuid::parse_str(parts[1]).is_ok(), "{key}");
+        assert_eq!(parts[2], "_.._etc_passwd");
+        assert!(upload("...").ends_with("/video"));
+        assert!(upload("my clip (1).mp4").ends_with("/my_clip__1_.mp4"));
+        assert_ne!(upload("a.mp4"), upload("a.mp4"));
+    }
+}
