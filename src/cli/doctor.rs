@@ -153,20 +153,12 @@ async fn schema(report: &mut Report, pool: &PgPool) {
 }
 
 async fn queue(report: &mut Report, pool: &PgPool, queue: &str) {
-    let counts = sqlx::query_as::<_, (i64, i64, i64)>(
-        "SELECT (SELECT count(*) FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending'),
-                (SELECT count(*) FROM apalis.jobs WHERE job_type = $1 AND status IN ('Queued', 'Running')),
-                (SELECT count(*) FROM apalis.workers
-                  WHERE worker_type = $1 AND last_seen > now() - interval '2 minutes')",
-    )
-    .bind(queue)
-    .fetch_one(pool)
-    .await;
-    match counts {
-        Ok((waiting, running, workers)) => report.ok(
+    match crate::db::queue::figures(pool, queue).await {
+        Ok(f) => report.ok(
             "queue",
             format!(
-                "{queue:?}: {waiting} waiting, {running} claimed, {workers} worker(s) seen in the last 2 minutes"
+                "{queue:?}: {} waiting, {} claimed, {} worker(s) seen in the last 2 minutes",
+                f.waiting, f.claimed, f.workers
             ),
         ),
         Err(error) => report.problem("queue", format!("cannot read the queue: {error}")),

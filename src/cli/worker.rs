@@ -6,8 +6,7 @@ use buybuddy_worker::retry::Backoff;
 
 use crate::{
     config::{DbArgs, PipelineArgs, StorageArgs, parse_duration},
-    jobs::{KINDS, context::WorkerSettings},
-    pipeline::Pipeline,
+    jobs::{KINDS, Resources, parse_kinds},
     queue::{
         DEFAULT_QUEUE,
         worker::{self, WorkerConfig, backoff_settings},
@@ -70,6 +69,12 @@ pub struct Args {
     #[arg(long = "job-timeout", env = "BUYBUDDY_JOB_TIMEOUTS", value_delimiter = ',', value_parser = parse_kind_timeout)]
     job_timeouts: Vec<(String, Duration)>,
 
+    /// The job kinds this worker takes (comma-separated, e.g. `video` on a GPU
+    /// box); every kind when unset. Jobs of other kinds wait for a worker that
+    /// takes them.
+    #[arg(long, env = "BUYBUDDY_WORKER_KINDS", value_delimiter = ',', value_parser = parse_kind)]
+    kinds: Vec<&'static str>,
+
     /// Let `crash` jobs kill this worker (for testing how the queue copes).
     #[arg(long, env = "BUYBUDDY_ENABLE_CRASH_JOBS")]
     enable_crash_jobs: bool,
@@ -79,12 +84,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let backoff = Backoff::new(args.retry_base, args.retry_max);
     // Fetches, heartbeats, the ledger and the jobs' own progress writes share the pool.
     let (target, pool) = super::open_database(&args.db, &backoff_settings(&backoff)).await?;
-    let pipeline = Pipeline::from_args(&args.db.data_dir, &args.storage, &args.pipeline).await?;
+    let mut resources =
+        Resources::from_args(&args.db.data_dir, &args.storage, &args.pipeline).await?;
+    resources.enable_crash_jobs = args.enable_crash_jobs;
     tracing::info!(
-        storage = %pipeline.storage.describe(),
-        segmenter = pipeline.segmenter.name(),
+        storage = %resources.storage.as_ref().map_or_else(String::new, |s| s.describe()),
+        segmenter = resources.segmenter.as_ref().map_or("none", |s| s.name()),
         torch = %torch_summary(),
-        gemini = pipeline.gemini.as_ref().map_or("off (GEMINI_API_KEY unset)", |g| g.settings().model.as_str()),
+        gemini = resources.gemini.as_ref().map_or("off (GEMINI_API_KEY unset)", |g| g.settings().model.as_str()),
         "video pipeline ready"
     );
     let name = args.name.unwrap_or_else(|| {
@@ -97,6 +104,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         database = %target.describe(),
         queue = %args.queue,
         concurrency = args.concurrency,
+        kinds = %if args.kinds.is_empty() { "all".to_owned() } else { args.kinds.join(",") },
         "worker starting"
     );
     let config = WorkerConfig {
@@ -108,10 +116,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         dead_worker_after: args.dead_worker_after,
         shutdown_grace: args.shutdown_grace,
         timeouts: args.job_timeouts.into_iter().collect::<HashMap<_, _>>(),
-        settings: WorkerSettings {
-            enable_crash_jobs: args.enable_crash_jobs,
-            pipeline: Some(Arc::new(pipeline)),
-        },
+        kinds: args.kinds,
+        resources: Arc::new(resources),
     };
     worker::run(config, pool, super::shutdown_signal()).await
 }
@@ -122,6 +128,13 @@ fn parse_window(value: &str) -> Result<Duration, String> {
         return Err("must be at least 1s".to_owned());
     }
     Ok(window)
+}
+
+fn parse_kind(value: &str) -> Result<&'static str, String> {
+    parse_kinds(&[value.to_owned()])?
+        .first()
+        .copied()
+        .ok_or_else(|| "name a job kind".to_owned())
 }
 
 fn parse_kind_timeout(value: &str) -> Result<(String, Duration), String> {

@@ -1,12 +1,14 @@
 //! Database access: where the database is, connection pools, the schema, and
 //! one module of queries per table.
 
+pub mod attempts;
 pub mod catalog;
 pub mod embedded;
 pub mod frames;
 pub mod job_events;
 pub mod jobs;
 pub mod products;
+pub mod queue;
 pub mod schema;
 pub mod users;
 pub mod workers;

@@ -9,7 +9,7 @@ use buybuddy_worker::retry::Backoff;
 use sqlx::{PgPool, postgres::PgPoolOptions};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::jobs::{self, Finished, Started};
+use crate::db::attempts::{self, Finished, Started};
 
 /// Most transitions written in one statement.
 const MAX_BATCH: usize = 4096;
@@ -96,7 +96,7 @@ async fn write_batches(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Entry
         let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         let mut failures = 0;
         let recorded: HashSet<String> = loop {
-            match jobs::record_attempts(&pool, &started, &finished).await {
+            match attempts::record_attempts(&pool, &started, &finished).await {
                 Ok(recorded) => break recorded.into_iter().collect(),
                 Err(error) => {
                     failures += 1;

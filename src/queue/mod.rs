@@ -1,9 +1,18 @@
 //! The job queue: apalis with its PostgreSQL backend, plus what it lacks
 //! (retry backoff, an attempt cap for jobs that kill their worker, supervision,
-//! timeouts, graceful shutdown, cancellation). A job is a `jobs` row for people
-//! and an `apalis.jobs` task for workers, always created in one transaction.
+//! timeouts, graceful shutdown, cancellation, workers that take only some
+//! kinds). A job is a `jobs` row for people and an `apalis.jobs` task for
+//! workers, always created in one transaction.
+//!
+//! Each kind has its own lane in a queue: the apalis queue `{queue}:{kind}`.
+//! apalis fetches by queue name alone, so lanes are what lets a GPU box take
+//! only segmentation and training while a CPU box takes exports; a worker that
+//! takes every kind serves every lane.
 
+mod heartbeat;
 pub mod ledger;
+pub mod slots;
+mod wakeups;
 pub mod worker;
 
 use apalis::prelude::{TaskBuilder, TaskId};
@@ -19,15 +28,14 @@ use crate::{
 /// The queue every job goes to unless configured otherwise.
 pub const DEFAULT_QUEUE: &str = "buybuddy";
 
+pub use db::queue::{lane, lanes_pattern};
+
 /// A job to create.
 #[derive(Debug, Clone)]
 pub struct Enqueue {
     pub spec: JobSpec,
     /// Attempts before the job fails for good; the kind's default when unset.
     pub max_attempts: Option<u32>,
-    pub barcode: Option<String>,
-    pub video_url: Option<String>,
-    pub video_id: Option<i32>,
 }
 
 impl From<JobSpec> for Enqueue {
@@ -35,9 +43,6 @@ impl From<JobSpec> for Enqueue {
         Self {
             spec,
             max_attempts: None,
-            barcode: None,
-            video_url: None,
-            video_id: None,
         }
     }
 }
@@ -61,7 +66,8 @@ pub async fn enqueue_in(
         return Ok(Vec::new());
     }
     let mut rows = Vec::with_capacity(jobs.len());
-    let mut tasks = Vec::with_capacity(jobs.len());
+    // Tasks by lane, in the order given within each lane.
+    let mut lanes: Vec<(&'static str, Vec<_>)> = Vec::new();
     for job in jobs {
         let id = Uuid::now_v7();
         let task_id = Ulid::generate();
@@ -70,38 +76,46 @@ pub async fn enqueue_in(
             .unwrap_or_else(|| job.spec.default_max_attempts())
             .max(1);
         let payload = serde_json::to_value(&job.spec)?;
-        // A video job's barcode and video are the job's too, for lists and searches.
-        let (barcode, video_url, video_id) = match &job.spec {
-            JobSpec::Video(video) => (
-                Some(video.barcode.clone()),
-                Some(video.video_url.clone()),
-                video.video_id,
-            ),
-            _ => (job.barcode, job.video_url, job.video_id),
-        };
+        let summary = job.spec.summary();
+        let kind = job.spec.kind();
         let args = serde_json::to_vec(&QueuedJob {
             job_id: id,
-            spec: job.spec.clone(),
+            spec: job.spec,
         })?;
-        tasks.push(
-            TaskBuilder::new(args)
-                .task_id(TaskId::from_ulid(task_id))
-                .max_attempts(max_attempts as usize)
-                .build(),
-        );
+        let task = TaskBuilder::new(args)
+            .task_id(TaskId::from_ulid(task_id))
+            .max_attempts(max_attempts as usize)
+            .build();
+        match lanes.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, tasks)) => tasks.push(task),
+            None => lanes.push((kind, vec![task])),
+        }
         rows.push(NewJob {
             id,
-            kind: job.spec.kind().to_owned(),
+            kind: kind.to_owned(),
             payload,
-            barcode,
-            video_url,
-            video_id,
+            barcode: summary.barcode,
+            video_url: summary.video_url,
+            video_id: summary.video_id,
             task_id: task_id.to_string(),
             max_attempts: max_attempts as i32,
         });
     }
     let ids = rows.iter().map(|r| r.id).collect();
     db::jobs::insert_many(&mut *tx, &rows).await?;
-    apalis_postgres::queries::push_tasks(&mut *tx, queue, tasks).await?;
+    for (kind, tasks) in lanes {
+        apalis_postgres::queries::push_tasks(&mut *tx, &lane(queue, kind), tasks).await?;
+    }
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_has_a_lane_of_its_own_in_a_queue() {
+        assert_eq!(lane("buybuddy", "video"), "buybuddy:video");
+        assert_eq!(lanes_pattern("gpu_box"), "gpu\\_box:%");
+    }
 }

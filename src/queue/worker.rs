@@ -13,7 +13,14 @@
 //!   live worker of the process on its own schedule, and re-queues dead workers' tasks;
 //! - the dead-worker window: `dead_worker_after` (heartbeats every third of it);
 //! - hung handlers: a per-kind timeout around every attempt;
-//! - shutdown: in-flight jobs get a grace period, then go back to the queue.
+//! - shutdown: in-flight jobs get a grace period, then go back to the queue;
+//! - kinds: apalis fetches by queue name, so each kind has a lane (`queue::lane`);
+//!   a worker runs one apalis worker per lane it takes, and slots shared by all
+//!   of them keep the process at its concurrency: a lane fetches only while a
+//!   slot is free (`slots`).
+//!
+//! Longer than most files: supervision, the apalis worker of a lane and the
+//! attempt handler are one worker's life, and read best in one place.
 
 use std::{
     collections::HashMap,
@@ -24,9 +31,9 @@ use std::{
 
 use apalis::prelude::{
     Attempt, BoxDynError, Data, Event, FromRequest, PollWith, Strategy, Task, TaskId,
-    WorkerBuilder, WorkerBuilderExt, WorkerContext,
+    WorkerBuilder, WorkerContext,
 };
-use apalis_postgres::{Config, PostgresStorage, Pubsub};
+use apalis_postgres::{Config, PostgresStorage};
 use buybuddy_worker::retry::Backoff;
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
@@ -35,14 +42,20 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::ledger::Ledger;
+use super::{
+    heartbeat::{heartbeat, heartbeat_interval},
+    lane,
+    ledger::Ledger,
+    slots::Slots,
+    wakeups::WakeUps,
+};
 use crate::{
     config::format_duration,
     db::{
         self,
-        jobs::{Ending, Finished, Started},
+        attempts::{Ending, Finished, Started},
     },
-    jobs::{JobContext, JobError, QueuedJob, context::WorkerSettings},
+    jobs::{JobContext, JobError, KINDS, QueuedJob, Resources},
 };
 
 /// How a worker process behaves.
@@ -65,7 +78,26 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// Per-kind attempt timeouts overriding the kinds' own.
     pub timeouts: HashMap<String, Duration>,
-    pub settings: WorkerSettings,
+    /// The kinds this worker takes; every kind when empty. Jobs of other kinds
+    /// wait for a worker that takes them.
+    pub kinds: Vec<&'static str>,
+    /// What the jobs run on: storage, clients, models.
+    pub resources: Arc<Resources>,
+}
+
+impl WorkerConfig {
+    /// The kinds taken, in a stable order.
+    pub fn taken_kinds(&self) -> Vec<&'static str> {
+        if self.kinds.is_empty() {
+            KINDS.to_vec()
+        } else {
+            KINDS
+                .iter()
+                .copied()
+                .filter(|k| self.kinds.contains(k))
+                .collect()
+        }
+    }
 }
 
 /// The settings that carry a retry backoff to PostgreSQL: workers set them on
@@ -86,7 +118,7 @@ struct Runtime {
     pool: PgPool,
     ledger: Ledger,
     timeouts: HashMap<String, Duration>,
-    settings: Arc<WorkerSettings>,
+    resources: Arc<Resources>,
 }
 
 /// The attempt limit of the task being run, read from the queue row.
@@ -104,7 +136,8 @@ impl FromRequest<Task<Value>> for TaskLimits {
     }
 }
 
-/// Runs workers until `shutdown` fires, restarting them when they fail.
+/// Runs one supervised apalis worker per lane taken until `shutdown` fires,
+/// restarting each when it fails.
 pub async fn run(
     config: WorkerConfig,
     pool: PgPool,
@@ -114,38 +147,97 @@ pub async fn run(
         pool: pool.clone(),
         ledger: Ledger::spawn(&pool),
         timeouts: config.timeouts.clone(),
-        settings: Arc::new(config.settings.clone()),
+        resources: config.resources.clone(),
     });
-    let base_name = format!(
-        "{}-{}-{:04x}",
-        config.name,
-        std::process::id(),
-        rand::rng().random::<u16>()
-    );
-    let mut names = Vec::new();
-    let live = Arc::new(Mutex::new(Vec::<String>::new()));
+    let listening = CancellationToken::new();
+    let _stop_listening = listening.clone().drop_guard();
+    let process = Process {
+        base_name: format!(
+            "{}-{}-{:04x}",
+            config.name,
+            std::process::id(),
+            rand::rng().random::<u16>()
+        ),
+        live: Arc::new(Mutex::new(Vec::new())),
+        // One slot per job this process may run at once, whatever its lane.
+        slots: Slots::new(config.concurrency),
+        wake_ups: WakeUps::listen(pool.clone(), listening.clone()),
+    };
     let beating = CancellationToken::new();
     let _stop_beating = beating.clone().drop_guard();
     tokio::spawn(heartbeat(
         pool.clone(),
-        config.queue.clone(),
-        live.clone(),
+        process.live.clone(),
         heartbeat_interval(config.dead_worker_after),
         config.dead_worker_after,
         beating,
     ));
+    let kinds = config.taken_kinds();
+    tracing::info!(
+        worker = %process.base_name,
+        queue = %config.queue,
+        kinds = %kinds.join(","),
+        "worker starting its lanes"
+    );
+    let lanes = kinds
+        .iter()
+        .map(|kind| supervise(&config, &pool, runtime.clone(), &process, kind, &shutdown));
+    futures::future::join_all(lanes).await;
+    Ok(())
+}
+
+/// What the lanes of one worker process share.
+struct Process {
+    base_name: String,
+    /// The apalis workers alive now, for the heartbeat.
+    live: Arc<Mutex<Vec<Lane>>>,
+    slots: Slots,
+    /// One LISTEN connection that wakes whichever lane a new task is for.
+    wake_ups: WakeUps,
+}
+
+/// Runs one lane's apalis worker until shutdown, restarting it with backoff
+/// when it fails (a database error ends an apalis worker).
+async fn supervise(
+    config: &WorkerConfig,
+    pool: &PgPool,
+    runtime: Arc<Runtime>,
+    process: &Process,
+    kind: &str,
+    shutdown: &CancellationToken,
+) {
     let restarts = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     let mut failures = 0;
+    let mut names = Vec::new();
     for generation in 0.. {
-        let name = format!("{base_name}-{generation}");
-        names.push(name.clone());
-        live.lock().expect("not poisoned").push(name.clone());
-        let ctx = WorkerContext::new(&name);
+        let lane = Lane {
+            queue: lane(&config.queue, kind),
+            name: format!("{}-{generation}-{kind}", process.base_name),
+        };
+        names.push(lane.name.clone());
+        process
+            .live
+            .lock()
+            .expect("not poisoned")
+            .push(lane.clone());
         let started = Instant::now();
-        let ended = drive(&config, &pool, runtime.clone(), &ctx, &shutdown, &names).await;
-        live.lock().expect("not poisoned").retain(|n| *n != name);
+        let ended = drive(
+            config,
+            pool,
+            runtime.clone(),
+            &lane,
+            process,
+            shutdown,
+            &names,
+        )
+        .await;
+        process
+            .live
+            .lock()
+            .expect("not poisoned")
+            .retain(|l| *l != lane);
         match ended {
-            Ended::Shutdown => return Ok(()),
+            Ended::Shutdown => return,
             Ended::Failed(error) => {
                 // A worker that ran well for a while starts its backoff afresh.
                 failures = if started.elapsed() > Duration::from_secs(60) {
@@ -155,14 +247,14 @@ pub async fn run(
                 };
                 let wait = restarts.delay(failures);
                 tracing::error!(
-                    worker = %name,
+                    worker = %lane.name,
                     error = %error,
                     "worker stopped; restarting in {}",
                     format_duration(wait)
                 );
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = shutdown.cancelled() => return,
                 }
             }
         }
@@ -175,22 +267,31 @@ enum Ended {
     Failed(String),
 }
 
-/// Runs one apalis worker until it fails or a shutdown completes.
+/// One apalis worker of this process: the lane it serves and its unique name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Lane {
+    pub queue: String,
+    pub name: String,
+}
+
+/// Runs one lane's apalis worker until it fails or a shutdown completes.
 async fn drive(
     config: &WorkerConfig,
     pool: &PgPool,
     runtime: Arc<Runtime>,
-    ctx: &WorkerContext,
+    lane: &Lane,
+    process: &Process,
     shutdown: &CancellationToken,
     names: &[String],
 ) -> Ended {
-    if let Err(error) = db::workers::register(pool, &config.queue, ctx.name()).await {
+    if let Err(error) = db::workers::register(pool, &lane.queue, &lane.name).await {
         return Ended::Failed(format!("registering the worker: {error}"));
     }
     let heartbeat = heartbeat_interval(config.dead_worker_after);
+    let ctx = WorkerContext::new(&lane.name);
     let storage = PostgresStorage::<Value>::new(pool).with_config(
         Config::default()
-            .queue(&config.queue)
+            .queue(&lane.queue)
             .batch_size(config.batch_size.max(1))
             .heartbeat_interval(heartbeat)
             .missed_heartbeats(3)
@@ -199,12 +300,12 @@ async fn drive(
             .persist_results(false),
     );
     let wake_up = Strategy::new()
-        .stream(Pubsub::new(pool.clone(), config.queue.clone()))
+        .stream(process.wake_ups.subscribe(&lane.queue))
         .interval(config.poll_interval);
     let backend = PollWith::new(storage, wake_up);
-    let worker = WorkerBuilder::new(ctx)
+    let worker = WorkerBuilder::new(&ctx)
         .backend(backend)
-        .concurrency(config.concurrency.max(1))
+        .layer(process.slots.clone())
         .data(runtime)
         .build(handle);
     let mut events = std::pin::pin!(worker.stream());
@@ -222,7 +323,7 @@ async fn drive(
                     };
                 }
                 Some(Ok(Event::Start)) => {
-                    tracing::info!(worker = ctx.name(), queue = %config.queue, "worker started");
+                    tracing::info!(worker = ctx.name(), queue = %lane.queue, "worker started");
                 }
                 Some(Ok(_)) => {}
                 Some(Err(error)) => {
@@ -243,7 +344,7 @@ async fn drive(
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
                 if deadline.is_some() =>
             {
-                match db::jobs::return_to_queue(pool, names).await {
+                match db::attempts::return_to_queue(pool, names).await {
                     Ok(count) => tracing::warn!(
                         worker = ctx.name(),
                         returned = count,
@@ -258,49 +359,6 @@ async fn drive(
                 }
                 return Ended::Shutdown;
             }
-        }
-    }
-}
-
-/// A third of the dead-worker window. apalis counts the window in whole seconds
-/// (heartbeat x 3 missed heartbeats): rounding up keeps it from shrinking below
-/// what was asked.
-fn heartbeat_interval(dead_worker_after: Duration) -> Duration {
-    let window_ms = dead_worker_after.as_millis().max(1_000) as u64;
-    Duration::from_millis(window_ms.div_ceil(3))
-}
-
-/// Beats for every live worker of this process and re-queues the tasks of workers
-/// of the queue that went silent for longer than the window.
-async fn heartbeat(
-    pool: PgPool,
-    queue: String,
-    live: Arc<Mutex<Vec<String>>>,
-    interval: Duration,
-    window: Duration,
-    stop: CancellationToken,
-) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stop.cancelled() => return,
-        }
-        let names = live.lock().expect("not poisoned").clone();
-        if names.is_empty() {
-            continue;
-        }
-        let beat = async {
-            let mut tx = pool.begin().await?;
-            db::workers::keep_alive(&mut *tx, &queue, &names).await?;
-            apalis_postgres::queries::reenqueue_orphaned(&mut *tx, &queue, window.as_secs())
-                .await?;
-            tx.commit().await?;
-            Ok::<_, anyhow::Error>(())
-        };
-        if let Err(error) = beat.await {
-            tracing::warn!(error = %error, "worker heartbeat failed");
         }
     }
 }
@@ -391,7 +449,7 @@ impl Runtime {
             job.job_id,
             attempt,
             max_attempts,
-            self.settings.clone(),
+            self.resources.clone(),
         );
         let run = AssertUnwindSafe(job.spec.run(&ctx)).catch_unwind();
         match tokio::time::timeout(timeout, run).await {

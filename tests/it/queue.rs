@@ -1,6 +1,8 @@
 //! The job queue against a real PostgreSQL: claiming, retries with backoff,
 //! dead workers, the attempt cap, many workers, database restarts, timeouts,
-//! shutdown and cancellation.
+//! shutdown and cancellation. Longer than most files: these scenarios share a
+//! private cluster that they stop and start (`OwnCluster`) and the helpers that
+//! read attempts from the event log; kinds and lanes are in `lanes.rs`.
 
 use crate::common;
 
@@ -115,12 +117,26 @@ async fn failing_job_is_retried_with_growing_delays_then_fails_with_its_error() 
         .map(|w| (w[1] - w[0]).num_milliseconds() as f64)
         .collect();
     println!("delays between attempts: {gaps:?} ms (base {base:?}, ±20 % jitter)");
-    // base * 2^(n-1), ±20 %: 240..=360 ms, then 480..=720 ms (plus pickup time).
+    // base * 2^(n-1), ±20 %: 240..=360 ms, then 480..=720 ms, plus the time a
+    // worker takes to look again (up to a poll interval): never earlier.
     assert!(gaps[0] >= 240.0, "first retry after {} ms", gaps[0]);
     assert!(gaps[1] >= 480.0, "second retry after {} ms", gaps[1]);
-    assert!(gaps[1] > gaps[0], "delays must grow: {gaps:?}");
 
     let events = event_messages(&db.pool, id).await;
+    // The delays the queue scheduled grow; the measured gaps also hold the
+    // pickup time, which is noise, so the growth is read from the schedule.
+    let scheduled: Vec<f64> = events
+        .iter()
+        .filter_map(|e| e.split("; retrying in ").nth(1))
+        .map(|rest| rest.trim_end_matches(" s").parse().unwrap())
+        .collect();
+    assert_eq!(scheduled.len(), 2, "{events:?}");
+    assert!((0.2..=0.4).contains(&scheduled[0]), "{scheduled:?}");
+    assert!((0.45..=0.75).contains(&scheduled[1]), "{scheduled:?}");
+    assert!(
+        scheduled[1] > scheduled[0],
+        "delays must grow: {scheduled:?}"
+    );
     assert!(
         events.iter().any(|e| e.starts_with("Attempt 1 of 3")
             && e.contains(" failed: the scanner jammed; retrying in ")),
@@ -414,6 +430,18 @@ impl OwnCluster {
         })
         .await;
     }
+
+    /// As `wait_for_completed`, showing the worker's log if it never gets there.
+    async fn wait_for_completed_by(&self, worker: &Process, count: i64, limit: Duration) {
+        use futures::FutureExt;
+        let waited = std::panic::AssertUnwindSafe(self.wait_for_completed(count, limit))
+            .catch_unwind()
+            .await;
+        if let Err(panic) = waited {
+            eprintln!("the worker's log:\n{}", worker.output());
+            std::panic::resume_unwind(panic);
+        }
+    }
 }
 
 impl Drop for OwnCluster {
@@ -433,11 +461,13 @@ async fn worker_recovers_when_postgres_restarts_under_it_and_drains_the_queue() 
 
     // Restart while jobs are in flight.
     pg.push(300).await;
-    pg.wait_for_completed(20, Duration::from_secs(20)).await;
+    pg.wait_for_completed_by(&worker, 20, Duration::from_secs(20))
+        .await;
     pg.down().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     pg.up().await;
-    pg.wait_for_completed(300, Duration::from_secs(60)).await;
+    pg.wait_for_completed_by(&worker, 300, Duration::from_secs(60))
+        .await;
 
     // Restart while the worker is idle: its polls fail, it restarts, and takes
     // new work once the database is back.
@@ -445,7 +475,8 @@ async fn worker_recovers_when_postgres_restarts_under_it_and_drains_the_queue() 
     tokio::time::sleep(Duration::from_secs(3)).await;
     pg.up().await;
     pg.push(50).await;
-    pg.wait_for_completed(350, Duration::from_secs(60)).await;
+    pg.wait_for_completed_by(&worker, 350, Duration::from_secs(60))
+        .await;
 
     let log = worker.output();
     assert!(
@@ -666,4 +697,36 @@ async fn job_context_records_stage_progress_and_events_and_sees_a_cancel_request
         ctx.stage("segment", 60, "Segmenting").await,
         Err(JobError::Cancelled)
     ));
+}
+
+#[tokio::test]
+async fn a_second_embedded_cluster_on_a_taken_port_says_who_holds_it_and_how_to_choose_another() {
+    // The first checkout's cluster holds its port.
+    let first = OwnCluster::start().await;
+    let port: u16 = first
+        .url
+        .expose()
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let second = tempdir();
+    let output = tokio::process::Command::new(binary())
+        .args(["db", "start"])
+        .env_remove("DATABASE_URL")
+        .env("BUYBUDDY_DATA_DIR", &second)
+        .env("BUYBUDDY_PG_PORT", port.to_string())
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains(&format!("127.0.0.1:{port}")), "{said}");
+    assert!(said.contains("taken by PostgreSQL"), "{said}");
+    assert!(said.contains("BUYBUDDY_PG_PORT="), "{said}");
+    assert!(
+        !said.contains("could not create any TCP/IP sockets"),
+        "not PostgreSQL's raw log: {said}"
+    );
+    first.down().await;
 }

@@ -1,0 +1,66 @@
+//! Heartbeats for every live apalis worker of a process, on their own
+//! schedule: apalis beats only between fetches, so a worker whose claimed
+//! tasks wait behind long jobs would go silent and count as dead. The same
+//! beat re-queues the tasks of workers of its lanes that did go silent.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use super::worker::Lane;
+use crate::db;
+
+/// A third of the dead-worker window. apalis counts the window in whole seconds
+/// (heartbeat x 3 missed heartbeats): rounding up keeps it from shrinking below
+/// what was asked.
+pub(super) fn heartbeat_interval(dead_worker_after: Duration) -> Duration {
+    let window_ms = dead_worker_after.as_millis().max(1_000) as u64;
+    Duration::from_millis(window_ms.div_ceil(3))
+}
+
+/// Beats for every live worker of this process and re-queues the tasks of workers
+/// of its lanes that went silent for longer than the window.
+pub(super) async fn heartbeat(
+    pool: PgPool,
+    live: Arc<Mutex<Vec<Lane>>>,
+    interval: Duration,
+    window: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let lanes = live.lock().expect("not poisoned").clone();
+        if lanes.is_empty() {
+            continue;
+        }
+        let beat = async {
+            let mut tx = pool.begin().await?;
+            let mut queues: Vec<&str> = lanes.iter().map(|l| l.queue.as_str()).collect();
+            queues.dedup();
+            for queue in queues {
+                let names: Vec<String> = lanes
+                    .iter()
+                    .filter(|l| l.queue == queue)
+                    .map(|l| l.name.clone())
+                    .collect();
+                db::workers::keep_alive(&mut *tx, queue, &names).await?;
+                apalis_postgres::queries::reenqueue_orphaned(&mut *tx, queue, window.as_secs())
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<_, anyhow::Error>(())
+        };
+        if let Err(error) = beat.await {
+            tracing::warn!(error = %error, "worker heartbeat failed");
+        }
+    }
+}
