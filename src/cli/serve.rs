@@ -5,6 +5,7 @@ use std::{net::SocketAddr, sync::Arc};
 use anyhow::Context;
 
 use crate::{
+    actions::Intake,
     config::{BuybuddyArgs, DbArgs, StorageArgs},
     queue::DEFAULT_QUEUE,
     realtime::Hub,
@@ -33,6 +34,17 @@ pub struct Args {
     /// Largest video accepted as an upload on the Jobs page, e.g. `2GiB`.
     #[arg(long, env = "BUYBUDDY_MAX_UPLOAD", default_value = "2GiB", value_parser = crate::config::parse_bytes)]
     max_upload: u64,
+
+    /// Buckets that `s3://` video addresses from the pages and the API may name
+    /// (comma-separated); the storage bucket when unset. Workers read them with
+    /// their own credentials, so keep this to buckets people may use.
+    #[arg(long, env = "BUYBUDDY_S3_ALLOWED_BUCKETS", value_delimiter = ',')]
+    s3_allowed_buckets: Vec<String>,
+
+    /// Accept the probe job kinds (noop, sleep, fail, crash) from the pages and
+    /// the API: for testing the queue, never in production.
+    #[arg(long, env = "BUYBUDDY_ENABLE_PROBE_JOBS")]
+    enable_probe_jobs: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -44,6 +56,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.bind))?;
     let address = listener.local_addr()?;
+    let buckets = if args.s3_allowed_buckets.is_empty() {
+        storage.bucket().map(str::to_owned).into_iter().collect()
+    } else {
+        args.s3_allowed_buckets
+            .iter()
+            .map(|b| b.trim().to_owned())
+            .filter(|b| !b.is_empty())
+            .collect()
+    };
+    if args.enable_probe_jobs {
+        tracing::warn!("probe jobs are accepted from the pages and the API (--enable-probe-jobs)");
+    }
     tracing::info!(database = %target.describe(), "serving on http://{address}");
     let state = AppState(Arc::new(App {
         pool,
@@ -52,6 +76,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         storage,
         max_upload: args.max_upload,
         catalog: args.api.client()?.map(Arc::new),
+        intake: Intake::remote(buckets, args.enable_probe_jobs),
         dashboard: Default::default(),
     }));
     web::serve(listener, state, shutdown).await

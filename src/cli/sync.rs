@@ -36,11 +36,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let (_, pool) = super::open_database(&args.db, &[]).await?;
     eprintln!("listing the catalog of {}", client.base_url());
-    let report = crate::sync::sync(&pool, &client, &args.queue, args.enqueue, |page, pages| {
-        eprint!("\r  page {page} of {pages}");
-        let _ = std::io::stderr().flush();
-    })
-    .await;
+    let report =
+        crate::actions::sync::sync(&pool, &client, &args.queue, args.enqueue, |page, pages| {
+            eprint!("\r  page {page} of {pages}");
+            let _ = std::io::stderr().flush();
+        })
+        .await;
     eprintln!();
     let report = report?;
     if args.json {

@@ -3,18 +3,22 @@
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
+use buybuddy_domain::{Barcode, JobStatus};
 use buybuddy_worker::media::synthetic::{Codec, Scene};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
+    actions::{
+        self, Ctx, Intake,
+        jobs::{NewVideoJob, VideoSource},
+    },
     config::{DbArgs, PipelineArgs, StorageArgs},
     db,
-    jobs::{JobSpec, context::WorkerSettings, video::Video},
-    pipeline::{Pipeline, check_barcode},
+    jobs::{Job, Resources, video::Video},
     queue::{
-        self, DEFAULT_QUEUE, Enqueue,
+        DEFAULT_QUEUE,
         worker::{self, WorkerConfig},
     },
 };
@@ -88,9 +92,9 @@ pub struct SampleArgs {
 
 /// Processes one video now, in this process, and prints the job's output.
 pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
-    check_barcode(&args.barcode).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Barcode::parse(&args.barcode)?;
     let (_, pool) = super::open_database(&args.db, &[]).await?;
-    let pipeline = Pipeline::from_args(&args.db.data_dir, &args.storage, &args.pipeline).await?;
+    let resources = Resources::from_args(&args.db.data_dir, &args.storage, &args.pipeline).await?;
     // A one-job worker on a queue of its own runs the job exactly as a worker
     // would, attempt and events included, without waiting for one.
     let queue = format!(
@@ -98,22 +102,20 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
         std::process::id(),
         rand::random::<u32>()
     );
-    let spec = JobSpec::Video(Video {
-        video_url: args.source.clone(),
+    let storage = resources.storage().map_err(|e| anyhow!("{e}"))?;
+    let ctx = Ctx {
+        pool: &pool,
+        queue: &queue,
+        storage,
+        intake: &Intake::command_line(),
+    };
+    let job = NewVideoJob {
         barcode: args.barcode.clone(),
+        source: VideoSource::Url(args.source.clone()),
         video_id: args.video_id,
-        frames: None,
-        background: None,
-    });
-    let job_id = queue::enqueue(
-        &pool,
-        &queue,
-        vec![Enqueue {
-            max_attempts: Some(1),
-            ..Enqueue::from(spec)
-        }],
-    )
-    .await?[0];
+        max_attempts: Some(1),
+    };
+    let job_id = actions::jobs::create_video_job(ctx, job).await?;
     eprintln!("job {job_id}: processing {}", args.source);
 
     let stop = tokio_util::sync::CancellationToken::new();
@@ -127,10 +129,8 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
             dead_worker_after: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
             timeouts: Default::default(),
-            settings: WorkerSettings {
-                enable_crash_jobs: false,
-                pipeline: Some(Arc::new(pipeline)),
-            },
+            kinds: vec![Video::KIND],
+            resources: Arc::new(resources),
         },
         pool.clone(),
         stop.clone(),
@@ -140,16 +140,9 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     stop.cancel();
     runner.await??;
     // The private queue has served its purpose; the job row is the record.
-    sqlx::query("DELETE FROM apalis.jobs WHERE job_type = $1")
-        .bind(&queue)
-        .execute(&pool)
-        .await?;
-    sqlx::query("DELETE FROM apalis.workers WHERE worker_type = $1")
-        .bind(&queue)
-        .execute(&pool)
-        .await?;
+    db::queue::remove(&pool, &queue).await?;
     let job = job?;
-    if job.status == "completed" {
+    if job.status == JobStatus::Completed {
         println!(
             "{}",
             serde_json::to_string_pretty(&job.output.unwrap_or(Value::Null))?
@@ -185,7 +178,11 @@ async fn follow(
                 eprintln!("  {:<5} {stage:<12} {}", event.level, event.message);
             }
         }
-        if !matches!(job.status.as_str(), "queued" | "running") {
+        if job
+            .status
+            .parse::<JobStatus>()
+            .is_ok_and(JobStatus::has_ended)
+        {
             return Ok(job);
         }
         if interrupted.is_cancelled() && !cancelling {
@@ -197,54 +194,44 @@ async fn follow(
     }
 }
 
-/// Queues one video job; a local file goes to storage first.
+/// Queues one video job; a local file goes to storage first, so that any
+/// worker can read it.
 pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
-    check_barcode(&args.barcode).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Barcode::parse(&args.barcode)?;
     if args.max_attempts == Some(0) {
         bail!("--max-attempts must be at least 1");
     }
     let (_, pool) = super::open_database(&args.db, &[]).await?;
+    let storage = args.storage.open(&args.db.data_dir).await?;
     let remote = ["http://", "https://", "s3://"]
         .iter()
         .any(|scheme| args.source.starts_with(scheme));
-    let video_url = if remote {
-        args.source.clone()
+    let source = if remote {
+        VideoSource::Url(args.source.clone())
     } else {
         let path = PathBuf::from(args.source.strip_prefix("file://").unwrap_or(&args.source));
         let name = path
             .file_name()
             .with_context(|| format!("{} is not a file", path.display()))?
             .to_string_lossy()
-            .replace(
-                |c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '-',
-                "_",
-            );
-        let storage = args.storage.open(&args.db.data_dir).await?;
-        let key = format!("uploads/{}/{name}", Uuid::now_v7());
-        storage
-            .put_file(&key, &path, "application/octet-stream")
-            .await
-            .with_context(|| format!("uploading {}", path.display()))?;
-        eprintln!("uploaded {} to {}", path.display(), storage.url(&key));
-        storage.url(&key)
+            .into_owned();
+        anyhow::ensure!(path.is_file(), "{} is not a file", path.display());
+        eprintln!("uploading {} to {}", path.display(), storage.describe());
+        VideoSource::Upload { file: path, name }
     };
-    let spec = JobSpec::Video(Video {
-        video_url,
+    let ctx = Ctx {
+        pool: &pool,
+        queue: &args.queue,
+        storage: &storage,
+        intake: &Intake::command_line(),
+    };
+    let job = NewVideoJob {
         barcode: args.barcode,
+        source,
         video_id: args.video_id,
-        frames: None,
-        background: None,
-    });
-    let ids = queue::enqueue(
-        &pool,
-        &args.queue,
-        vec![Enqueue {
-            max_attempts: args.max_attempts,
-            ..Enqueue::from(spec)
-        }],
-    )
-    .await?;
-    println!("{}", ids[0]);
+        max_attempts: args.max_attempts,
+    };
+    println!("{}", actions::jobs::create_video_job(ctx, job).await?);
     Ok(())
 }
 

@@ -160,3 +160,11 @@ pub async fn last_synced(
         .fetch_one(db)
         .await
 }
+
+/// The catalog's video of a barcode, if the barcode is in the synced catalog.
+pub async fn video_of(db: impl PgExecutor<'_>, barcode: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT video_url FROM catalog_products WHERE barcode = $1")
+        .bind(barcode)
+        .fetch_optional(db)
+        .await
+}

@@ -2,15 +2,6 @@
 
 use sqlx::PgExecutor;
 
-/// The statuses a product moves through during processing and review.
-pub const STATUSES: &[&str] = &[
-    "pending",
-    "processing",
-    "needs_review",
-    "approved",
-    "rejected",
-];
-
 /// How many products are in each status (statuses with none are left out).
 pub async fn count_by_status(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, i64)>> {
     let rows = sqlx::query!(r#"SELECT status, count(*) AS "count!" FROM products GROUP BY status"#)
@@ -266,4 +257,15 @@ pub async fn videos(
         .into_iter()
         .map(|r| (r.id, r.barcode, r.video_url, r.video_id))
         .collect())
+}
+
+/// A whole product row, locked until the transaction ends (an edit in progress).
+pub async fn get_for_update(
+    db: impl PgExecutor<'_>,
+    id: uuid::Uuid,
+) -> sqlx::Result<Option<Product>> {
+    sqlx::query_as::<_, Product>("SELECT * FROM products WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(db)
+        .await
 }

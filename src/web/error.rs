@@ -10,7 +10,10 @@ use axum::{
     middleware::Next,
     response::{Html, IntoResponse, Response},
 };
-use buybuddy_templates::error::{self as error_page, ErrorView};
+use buybuddy_templates::{
+    error::{self as error_page, ErrorView},
+    paths,
+};
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +22,10 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// Input that cannot be used, with a message per field (422; the API's
+    /// answer carries `fields`).
+    #[error("{}", .0.values().cloned().collect::<Vec<_>>().join(" "))]
+    Invalid(crate::actions::FieldErrors),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -39,12 +46,27 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+impl From<crate::actions::ActionError> for AppError {
+    fn from(error: crate::actions::ActionError) -> Self {
+        use crate::actions::ActionError;
+        match error {
+            ActionError::Invalid(fields) => Self::Invalid(fields),
+            ActionError::Refused(message) => Self::Forbidden(message),
+            ActionError::NotFound(message) => Self::NotFound(message),
+            ActionError::Conflict(message) => Self::Conflict(message),
+            ActionError::Internal(error) => Self::Internal(error),
+        }
+    }
+}
+
 /// What the middleware needs to render an error, carried in the response.
 #[derive(Debug, Clone)]
 struct Rendered {
     title: &'static str,
     message: String,
     reference: Option<String>,
+    /// Messages by field, for invalid input.
+    fields: Option<serde_json::Value>,
 }
 
 impl IntoResponse for AppError {
@@ -52,6 +74,7 @@ impl IntoResponse for AppError {
         let (status, title) = match &self {
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad request"),
+            AppError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid input"),
             AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Sign in needed"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "Refused"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
@@ -68,12 +91,20 @@ impl IntoResponse for AppError {
                     message: "The server could not complete this request. It has been logged."
                         .to_owned(),
                     reference: Some(reference),
+                    fields: None,
                 }
             }
+            AppError::Invalid(fields) => Rendered {
+                title,
+                message: fields.values().cloned().collect::<Vec<_>>().join(" "),
+                reference: None,
+                fields: Some(json!(fields)),
+            },
             other => Rendered {
                 title,
                 message: other.to_string(),
                 reference: None,
+                fields: None,
             },
         };
         let mut response = status.into_response();
@@ -90,7 +121,7 @@ pub struct OwnBody;
 /// Gives every error response (ours, and axum's own rejections) a body that
 /// suits the request.
 pub async fn render_errors(request: Request, next: Next) -> Response {
-    let api = request.uri().path().starts_with("/api/");
+    let api = request.uri().path().starts_with(paths::API_PREFIX);
     let htmx = request.headers().contains_key("hx-request");
     let response = next.run(request).await;
     let status = response.status();
@@ -124,6 +155,7 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
                     title: status.canonical_reason().unwrap_or("Error"),
                     message,
                     reference: None,
+                    fields: None,
                 },
             );
         }
@@ -148,11 +180,14 @@ fn shape(
         reference: error.reference,
     };
     let body = if api {
-        Json(json!({
+        let mut body = json!({
             "error": { "status": view.status, "title": view.title, "message": view.message,
                        "reference": view.reference }
-        }))
-        .into_response()
+        });
+        if let Some(fields) = error.fields {
+            body["error"]["fields"] = fields;
+        }
+        Json(body).into_response()
     } else if htmx {
         Html(error_page::render_error(&view).into_string()).into_response()
     } else {

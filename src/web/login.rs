@@ -10,7 +10,7 @@ use buybuddy_templates::{login, paths};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::{AppError, AppState, error::OwnBody};
+use super::{AppError, AppState, error::OwnBody, session};
 use crate::{auth, db};
 
 /// Failed sign-ins of one email within the window before it is refused.
@@ -49,7 +49,7 @@ pub async fn page(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let next = auth::safe_next(query.next.as_deref());
-    if auth::session_of(&state, &headers).await?.is_some() {
+    if session::session_of(&state, &headers).await?.is_some() {
         return Ok(Redirect::to(&next).into_response());
     }
     Ok(login::page(&login::LoginForm {
@@ -131,7 +131,7 @@ pub async fn submit(
     let mut response = Redirect::to(&next).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        auth::session_cookie_header(&token, auth::over_tls(&headers)),
+        session::session_cookie_header(&token, session::over_tls(&headers)),
     );
     Ok(response)
 }
@@ -140,12 +140,12 @@ pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    if let Some(token) = auth::session_cookie(&headers) {
+    if let Some(token) = session::session_cookie(&headers) {
         db::users::end_session(&state.pool, &auth::token_hash(token)).await?;
     }
     let mut response = Redirect::to(paths::LOGIN).into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, auth::clear_cookie_header());
+        .insert(header::SET_COOKIE, session::clear_cookie_header());
     Ok(response)
 }

@@ -8,13 +8,15 @@ mod dashboard;
 pub mod error;
 mod events;
 mod health;
+pub mod htmx;
 mod jobs;
 mod login;
 mod media;
-mod metadata;
 mod paging;
 mod products;
+pub mod session;
 mod sync;
+mod upload;
 
 use std::sync::Arc;
 
@@ -45,6 +47,8 @@ pub struct App {
     pub max_upload: u64,
     /// The Buybuddy catalog, when its API is configured.
     pub catalog: Option<Arc<buybuddy_worker::buybuddy::Buybuddy>>,
+    /// What new jobs from the pages and the API may name (sources, buckets, probe kinds).
+    pub intake: crate::actions::Intake,
     /// The dashboard's figures, shared by everyone viewing it.
     pub dashboard: DashboardFigures,
 }
@@ -66,6 +70,18 @@ impl std::ops::Deref for DashboardFigures {
     }
 }
 
+impl App {
+    /// What actions work with, for requests from the web and the API.
+    pub fn actions(&self) -> crate::actions::Ctx<'_> {
+        crate::actions::Ctx {
+            pool: &self.pool,
+            queue: &self.queue,
+            storage: &self.storage,
+            intake: &self.intake,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState(pub Arc<App>);
 
@@ -78,6 +94,11 @@ impl std::ops::Deref for AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    // Uploads are streamed to disk under `max_upload`; the request may be a
+    // little larger (the other fields, the multipart framing).
+    let upload_limit = axum::extract::DefaultBodyLimit::max(
+        usize::try_from(state.max_upload.saturating_add(16 << 20)).unwrap_or(usize::MAX),
+    );
     Router::new()
         .route(paths::DASHBOARD, get(dashboard::page))
         .route(paths::DASHBOARD_JOBS, get(dashboard::jobs_panel))
@@ -86,12 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::LOGIN, get(login::page).post(login::submit))
         .route(
             paths::JOBS,
-            get(jobs::page)
-                .post(jobs::create)
-                .layer(axum::extract::DefaultBodyLimit::max(
-                    usize::try_from(state.max_upload.saturating_add(16 << 20))
-                        .unwrap_or(usize::MAX),
-                )),
+            get(jobs::page).post(jobs::create).layer(upload_limit),
         )
         .route(paths::JOBS_LIST, get(jobs::list_fragment))
         .route(paths::JOB, get(jobs::show))
@@ -111,11 +127,11 @@ pub fn router(state: AppState) -> Router {
         .route(paths::LOGOUT, post(login::logout))
         .route(&format!("{}/{{name}}", paths::STATIC), get(assets::serve))
         .route(&format!("{}/{{*key}}", paths::MEDIA), get(media::serve))
-        .merge(api::routes())
+        .merge(api::routes(upload_limit))
         .fallback(|| async { AppError::NotFound("There is no page at this address.".into()) })
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::auth::require_viewer,
+            session::require_viewer,
         ))
         .layer(middleware::from_fn(error::render_errors))
         .layer(TraceLayer::new_for_http())

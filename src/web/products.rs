@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use axum::{
     Form,
     extract::{Path, Query, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
+use buybuddy_domain::{Barcode, ProductStatus};
 use buybuddy_templates::{
     paths,
     products::{
@@ -25,14 +26,12 @@ use uuid::Uuid;
 use super::{
     AppError, AppState, Viewer,
     error::OwnBody,
-    jobs::go_to,
-    metadata::{self, EditorFields},
+    htmx::{HxRequest, go_to},
     paging,
 };
 use crate::{
+    actions::{self, ActionError, metadata::EditorFields},
     db,
-    jobs::{JobSpec, video::Video},
-    queue::{self, Enqueue},
 };
 
 const PAGE: i64 = 50;
@@ -49,7 +48,7 @@ impl ListQuery {
     pub(super) fn filter(&self) -> Result<(ProductFilter, db::products::ListFilter), AppError> {
         let read = paging::Listing::read(
             self.status.as_deref(),
-            products::STATUSES,
+            &ProductStatus::names().collect::<Vec<_>>(),
             "product",
             self.q.as_deref(),
             self.before.as_deref(),
@@ -133,45 +132,43 @@ pub async fn bulk(
         .map_err(|_| AppError::BadRequest("A selected product is not a product id.".into()))?;
     let reason = field("reason").filter(|r| !r.is_empty());
     let mut list = list_view(&state, &ListQuery::default()).await?;
-    let notice = if ids.is_empty() {
-        "Select at least one product first.".to_owned()
-    } else {
-        match field("action") {
-            Some("approve") => {
-                let n =
-                    db::products::review(&state.pool, &ids, "approved", reason, &viewer.0.email)
-                        .await?;
-                format!("Approved {n} products.")
-            }
-            Some("reject") => match reason {
-                None => "Give a reason for rejecting; nothing was changed.".to_owned(),
-                Some(reason) => {
-                    let n = db::products::review(
-                        &state.pool,
-                        &ids,
-                        "rejected",
-                        Some(reason),
-                        &viewer.0.email,
-                    )
-                    .await?;
-                    format!("Rejected {n} products.")
-                }
-            },
-            Some("reprocess") => {
-                let done = reprocess(&state, &ids).await?;
-                let (queued, missing) = (done.jobs.len(), done.without_video.len());
-                if missing > 0 {
-                    format!("Queued {queued} jobs; {missing} products have no known video.")
-                } else {
-                    format!("Queued {queued} jobs.")
-                }
-            }
-            _ => {
-                return Err(AppError::BadRequest(
-                    "Choose approve, reject or reprocess.".into(),
-                ));
-            }
+    let ctx = state.actions();
+    let email = &viewer.0.email;
+    let verdict = match field("action") {
+        Some("approve") => Some(ProductStatus::Approved),
+        Some("reject") => Some(ProductStatus::Rejected),
+        Some("reprocess") => None,
+        _ => {
+            return Err(AppError::BadRequest(
+                "Choose approve, reject or reprocess.".into(),
+            ));
         }
+    };
+    let outcome = match verdict {
+        Some(verdict) => actions::products::review(ctx, &ids, verdict, reason, email)
+            .await
+            .map(|n| match verdict {
+                ProductStatus::Approved => format!("Approved {n} products."),
+                _ => format!("Rejected {n} products."),
+            }),
+        None if ids.is_empty() => Err(ActionError::field(
+            "ids",
+            "Select at least one product first.",
+        )),
+        None => actions::products::reprocess(ctx, &ids).await.map(|done| {
+            let (queued, missing) = (done.jobs.len(), done.without_video.len());
+            if missing > 0 {
+                format!("Queued {queued} jobs; {missing} products have no known video.")
+            } else {
+                format!("Queued {queued} jobs.")
+            }
+        }),
+    };
+    // A selection or a reason that is missing is said above the list.
+    let notice = match outcome {
+        Ok(notice) => notice,
+        Err(ActionError::Invalid(errors)) => errors.into_values().collect::<Vec<_>>().join(" "),
+        Err(other) => return Err(other.into()),
     };
     // The list is read after the change, so it shows it.
     list = ProductsList {
@@ -181,38 +178,6 @@ pub async fn bulk(
             .unwrap_or(list)
     };
     Ok(products::page(&viewer.0, &list).into_response())
-}
-
-/// What a reprocess queued.
-pub(super) struct Reprocessed {
-    /// The jobs queued, one per product with a known video.
-    pub jobs: Vec<Uuid>,
-    /// The products whose video is not known.
-    pub without_video: Vec<Uuid>,
-}
-
-/// Queues a video job per product from its newest known video.
-pub(super) async fn reprocess(state: &AppState, ids: &[Uuid]) -> Result<Reprocessed, AppError> {
-    let found = db::products::videos(&state.pool, ids).await?;
-    let mut specs = Vec::new();
-    let mut without_video = Vec::new();
-    for (id, barcode, url, video_id) in found {
-        match url {
-            Some(video_url) => specs.push(Enqueue::from(JobSpec::Video(Video {
-                video_url,
-                barcode,
-                video_id,
-                frames: None,
-                background: None,
-            }))),
-            None => without_video.push(id),
-        }
-    }
-    let jobs = queue::enqueue(&state.pool, &state.queue, specs).await?;
-    Ok(Reprocessed {
-        jobs,
-        without_video,
-    })
 }
 
 fn form_of(p: &db::products::Product) -> MetadataForm {
@@ -258,13 +223,7 @@ async fn product_view(
         .await?
         .ok_or_else(|| AppError::NotFound(format!("There is no product {id}.")))?;
     let frames = db::frames::for_product(&state.pool, id).await?;
-    let last_job: Option<(Uuid, String, Option<String>)> = sqlx::query_as(
-        "SELECT id, status, video_url FROM jobs WHERE barcode = $1 AND kind = 'video'
-         ORDER BY created_at DESC LIMIT 1",
-    )
-    .bind(&product.barcode)
-    .fetch_optional(&state.pool)
-    .await?;
+    let last_job = db::jobs::last_video_job(&state.pool, &product.barcode).await?;
     let video_url = last_job
         .as_ref()
         .and_then(|(_, _, url)| url.as_deref())
@@ -272,6 +231,9 @@ async fn product_view(
     let view = ProductView {
         id: product.id.to_string(),
         barcode: product.barcode.clone(),
+        barcode_kind: Barcode::parse(&product.barcode)
+            .map_or("internal code", |b| b.kind().label())
+            .to_owned(),
         status: product.status.clone(),
         review_note: product.review_note.clone(),
         reviewed: product
@@ -347,15 +309,13 @@ fn typed(fields: &EditorFields) -> MetadataForm {
 pub async fn save(
     State(state): State<AppState>,
     viewer: Viewer,
-    headers: HeaderMap,
+    htmx: HxRequest,
     Path(id): Path<Uuid>,
     Form(fields): Form<EditorFields>,
 ) -> Result<Response, AppError> {
-    let htmx = headers.contains_key("hx-request");
     let (mut view, _) = product_view(&state, id).await?;
-    let status = match metadata::from_form(&fields) {
-        Ok(metadata) => {
-            db::products::update_metadata(&state.pool, id, &metadata).await?;
+    let status = match actions::products::save_metadata(state.actions(), id, &fields).await {
+        Ok(()) => {
             let (saved, _) = product_view(&state, id).await?;
             view = ProductView {
                 notice: Some("Saved.".into()),
@@ -363,14 +323,15 @@ pub async fn save(
             };
             StatusCode::OK
         }
-        Err(errors) => {
+        Err(ActionError::Invalid(errors)) => {
             // What was typed stays, with a message next to each bad field.
             view.form = typed(&fields);
             view.errors = errors;
             StatusCode::UNPROCESSABLE_ENTITY
         }
+        Err(other) => return Err(other.into()),
     };
-    let markup = if htmx {
+    let markup = if htmx.0 {
         products::render_editor(&viewer.0, &view)
     } else {
         products::product_page(&viewer.0, &view)
@@ -389,62 +350,40 @@ pub struct Reason {
 pub async fn approve(
     State(state): State<AppState>,
     viewer: Viewer,
-    headers: HeaderMap,
+    htmx: HxRequest,
     Path(id): Path<Uuid>,
 ) -> Result<Response, AppError> {
-    review_one(&state, &viewer, id, "approved", None).await?;
-    Ok(go_to(
-        &paths::with_id(paths::PRODUCT, id),
-        headers.contains_key("hx-request"),
-    ))
+    let ctx = state.actions();
+    actions::products::review_one(ctx, id, ProductStatus::Approved, None, &viewer.0.email).await?;
+    Ok(go_to(&paths::with_id(paths::PRODUCT, id), htmx))
 }
 
 pub async fn reject(
     State(state): State<AppState>,
     viewer: Viewer,
-    headers: HeaderMap,
+    htmx: HxRequest,
     Path(id): Path<Uuid>,
     Form(form): Form<Reason>,
 ) -> Result<Response, AppError> {
-    let reason = form.reason.trim();
-    if reason.is_empty() {
-        return Err(AppError::BadRequest(
-            "Give a reason for rejecting the product.".into(),
-        ));
+    let ctx = state.actions();
+    let email = &viewer.0.email;
+    match actions::products::review_one(ctx, id, ProductStatus::Rejected, Some(&form.reason), email)
+        .await
+    {
+        Ok(()) => Ok(go_to(&paths::with_id(paths::PRODUCT, id), htmx)),
+        // A page form has no field to show it at: say it plainly.
+        Err(ActionError::Invalid(errors)) => Err(AppError::BadRequest(
+            errors.into_values().collect::<Vec<_>>().join(" "),
+        )),
+        Err(other) => Err(other.into()),
     }
-    review_one(&state, &viewer, id, "rejected", Some(reason)).await?;
-    Ok(go_to(
-        &paths::with_id(paths::PRODUCT, id),
-        headers.contains_key("hx-request"),
-    ))
-}
-
-pub(super) async fn review_one(
-    state: &AppState,
-    viewer: &Viewer,
-    id: Uuid,
-    status: &str,
-    reason: Option<&str>,
-) -> Result<(), AppError> {
-    if db::products::review(&state.pool, &[id], status, reason, &viewer.0.email).await? == 0 {
-        return Err(AppError::NotFound(format!("There is no product {id}.")));
-    }
-    Ok(())
 }
 
 pub async fn reprocess_one(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    htmx: HxRequest,
     Path(id): Path<Uuid>,
 ) -> Result<Response, AppError> {
-    if reprocess(&state, &[id]).await?.jobs.is_empty() {
-        return Err(AppError::Conflict(
-            "This product's video is not known: start a job with its video on the Jobs page."
-                .into(),
-        ));
-    }
-    Ok(go_to(
-        &paths::with_id(paths::PRODUCT, id),
-        headers.contains_key("hx-request"),
-    ))
+    actions::products::reprocess_one(state.actions(), id).await?;
+    Ok(go_to(&paths::with_id(paths::PRODUCT, id), htmx))
 }

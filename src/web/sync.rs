@@ -50,18 +50,25 @@ pub async fn run(State(state): State<AppState>, viewer: Viewer) -> Result<Respon
             "The Buybuddy API is not configured on this server.".into(),
         ));
     };
-    let (notice, error) =
-        match crate::sync::sync(&state.pool, &client, &state.queue, false, |_, _| {}).await {
-            Ok(report) => (
-                Some(format!(
-                    "Listed {} products in {} pages: {} new, {} changed.",
-                    report.listed, report.pages, report.stored.new, report.stored.changed
-                )),
-                None,
-            ),
-            // The API's refusal is shown on the page, not as an error page.
-            Err(error) => (None, Some(format!("The sync failed: {error:#}"))),
-        };
+    let (notice, error) = match crate::actions::sync::sync(
+        &state.pool,
+        &client,
+        &state.queue,
+        false,
+        |_, _| {},
+    )
+    .await
+    {
+        Ok(report) => (
+            Some(format!(
+                "Listed {} products in {} pages: {} new, {} changed.",
+                report.listed, report.pages, report.stored.new, report.stored.changed
+            )),
+            None,
+        ),
+        // The API's refusal is shown on the page, not as an error page.
+        Err(error) => (None, Some(format!("The sync failed: {error:#}"))),
+    };
     Ok(sync::page(&viewer.0, &view(&state, notice, error).await?).into_response())
 }
 
@@ -84,9 +91,10 @@ pub async fn enqueue(
     let notice = if barcodes.is_empty() {
         "Select at least one product first.".to_owned()
     } else {
-        let (_, queued) = crate::sync::enqueue_unprocessed(&state.pool, &state.queue, &barcodes)
-            .await
-            .map_err(AppError::Internal)?;
+        let (_, queued) =
+            crate::actions::sync::enqueue_unprocessed(&state.pool, &state.queue, &barcodes)
+                .await
+                .map_err(AppError::Internal)?;
         format!("Queued {} video jobs.", queued.len())
     };
     Ok(sync::page(&viewer.0, &view(&state, Some(notice), None).await?).into_response())

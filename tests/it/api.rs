@@ -1,5 +1,7 @@
 //! The JSON API with an API token: products (list, read, edit, review,
 //! reprocess, many at once), jobs (filters, pages, retry) and the catalog.
+//! Longer than most files: one test per group of routes, as the README's API
+//! table lists them.
 
 use crate::common;
 
@@ -324,14 +326,13 @@ async fn jobs_are_filtered_paged_and_retried() {
         &db.pool,
         DEFAULT_QUEUE,
         (0..3)
-            .map(|i| Enqueue {
-                barcode: Some(format!("869000000000{i}")),
-                ..Enqueue::from(JobSpec::Noop(Noop {}))
-            })
+            .map(|_| Enqueue::from(JobSpec::Noop(Noop {})))
             .collect(),
     )
     .await
     .unwrap();
+    let barcodes: Vec<String> = (0..3).map(|i| format!("869000000000{i}")).collect();
+    label_jobs(&db.pool, &ids, &barcodes).await;
     sqlx::query("UPDATE jobs SET status = 'failed', completed_at = now(), error_message = 'boom' WHERE id = $1")
         .bind(ids[0])
         .execute(&db.pool)
@@ -425,4 +426,177 @@ async fn the_catalog_is_read_and_queued_through_the_api() {
     );
     let (_, none) = post(&client, enqueue, json!({ "all": true })).await;
     assert_eq!(none["queued"], json!([]));
+}
+
+/// How many jobs rows and queue tasks the database holds.
+async fn queued_anything(pool: &sqlx::PgPool) -> (i64, i64) {
+    sqlx::query_as("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM apalis.jobs)")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_api_refuses_worker_paths_other_buckets_and_probe_jobs_and_queues_nothing() {
+    let db = TestDb::new().await;
+    let server = TestServer::start_with_buckets(&db.pool, &["media"]).await;
+    let client = token_client(&db).await;
+    let jobs = server.url("/api/jobs");
+    for (body, wanted, says) in [
+        (
+            json!({ "kind": "video", "barcode": "8690000000001", "video_url": "/var/lib/buybuddy/secret.mp4" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Give an http(s):// or s3:// address",
+        ),
+        (
+            json!({ "kind": "video", "barcode": "8690000000001", "video_url": "file:///etc/passwd" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Give an http(s):// or s3:// address",
+        ),
+        (
+            json!({ "kind": "video", "barcode": "8690000000001", "video_url": "s3://payroll/q3.mp4" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not one this server reads videos from (media)",
+        ),
+        (
+            // The queued form with its own frame count goes through the same checks.
+            json!({ "kind": "video", "barcode": "8690000000001", "video_url": "s3://payroll/q3.mp4", "frames": 4 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not one this server reads videos from",
+        ),
+        (
+            json!({ "kind": "video", "barcode": "../etc", "video_url": "https://cdn.example/v.mp4" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "is not a barcode",
+        ),
+        (
+            json!({ "kind": "sleep", "millis": 60000 }),
+            StatusCode::FORBIDDEN,
+            "probe job",
+        ),
+        (
+            json!({ "kind": "noop" }),
+            StatusCode::FORBIDDEN,
+            "--enable-probe-jobs",
+        ),
+        (
+            json!({ "kind": "crash" }),
+            StatusCode::FORBIDDEN,
+            "probe job",
+        ),
+    ] {
+        let (status, refused) = post(&client, jobs.clone(), body.clone()).await;
+        assert_eq!(status, wanted, "{body}: {refused}");
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    let (status, refused) = post(
+        &client,
+        jobs.clone(),
+        json!({ "kind": "video", "barcode": "1", "video_url": "/tmp/v.mp4" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused["error"]["fields"]["video_url"].is_string(),
+        "{refused}"
+    );
+    assert_eq!(
+        queued_anything(&db.pool).await,
+        (0, 0),
+        "nothing was queued"
+    );
+}
+
+#[tokio::test]
+async fn the_api_queues_web_addresses_allowed_buckets_and_uploads() {
+    let db = TestDb::new().await;
+    let server = TestServer::start_with_buckets(&db.pool, &["media"]).await;
+    let client = token_client(&db).await;
+    let jobs = server.url("/api/jobs");
+    let mut created = Vec::new();
+    for url in ["https://cdn.example/v.mp4", "s3://media/videos/v.mp4"] {
+        let (status, body) = post(
+            &client,
+            jobs.clone(),
+            json!({ "kind": "video", "barcode": "8690000000001", "video_url": url }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{url}: {body}");
+        created.push(body["id"].as_str().unwrap().parse::<Uuid>().unwrap());
+    }
+
+    let upload = reqwest::multipart::Form::new()
+        .text("barcode", " 8690000000002 ")
+        .part(
+            "video",
+            reqwest::multipart::Part::bytes(vec![7u8; 4096]).file_name("../../clip (1).mp4"),
+        );
+    let (status, body) = json_of(
+        client
+            .post(jobs.clone())
+            .multipart(upload)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id: Uuid = body["id"].as_str().unwrap().parse().unwrap();
+    let job = db::jobs::get(&db.pool, id).await.unwrap().unwrap();
+    assert_eq!(job.barcode.as_deref(), Some("8690000000002"), "trimmed");
+    let stored = job.video_url.unwrap();
+    let key = stored
+        .strip_prefix(&server.state.storage.url(""))
+        .unwrap_or_else(|| panic!("{stored} is not in this server's storage"));
+    assert!(key.starts_with("uploads/"), "{key}");
+    assert!(
+        key.ends_with("/_.._clip__1_.mp4"),
+        "the server names it: {key}"
+    );
+    assert_eq!(
+        server.state.storage.get(key).await.unwrap().len(),
+        4096,
+        "the whole file is stored"
+    );
+
+    for id in created {
+        let job = db::jobs::get(&db.pool, id).await.unwrap().unwrap();
+        assert_eq!(job.kind, "video");
+        assert_eq!(job.status, "queued");
+    }
+    assert_eq!(queued_anything(&db.pool).await, (3, 3));
+
+    // A file that is too large is refused, and nothing more is queued.
+    let big = reqwest::multipart::Form::new()
+        .text("barcode", "8690000000003")
+        .part(
+            "video",
+            reqwest::multipart::Part::bytes(vec![0u8; 9 << 20]).file_name("big.mp4"),
+        );
+    let response = client.post(jobs).multipart(big).send().await.unwrap();
+    assert!(response.status().is_client_error(), "{}", response.status());
+    assert_eq!(queued_anything(&db.pool).await, (3, 3));
+}
+
+#[tokio::test]
+async fn a_server_started_for_testing_accepts_probe_jobs() {
+    let db = TestDb::new().await;
+    let server = TestServer::start_with_probes(&db.pool).await;
+    let client = token_client(&db).await;
+    let (status, body) = post(
+        &client,
+        server.url("/api/jobs"),
+        json!({ "kind": "sleep", "millis": 10 }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Worker paths stay refused even then.
+    let (status, _) = post(
+        &client,
+        server.url("/api/jobs"),
+        json!({ "kind": "video", "barcode": "1", "video_url": "/etc/passwd" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }

@@ -283,7 +283,7 @@ async fn unsafe_requests_with_a_cookie_need_the_csrf_token() {
 #[tokio::test]
 async fn api_tokens_act_as_their_user_without_cookies() {
     let db = TestDb::new().await;
-    let server = TestServer::start(&db.pool).await;
+    let server = TestServer::start_with_probes(&db.pool).await;
     add_user(&db, "dave@example.com", "correct horse battery").await;
     let output = tokio::process::Command::new(binary())
         .args([

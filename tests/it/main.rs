@@ -11,6 +11,7 @@ mod auth;
 mod browser;
 mod cli;
 mod gemini;
+mod lanes;
 mod pages;
 mod queue;
 mod sam3;

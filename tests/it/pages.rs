@@ -1,5 +1,7 @@
 //! The jobs and products pages through the router: every page and action,
 //! with status, key content, bad input and what is left in the database.
+//! Longer than most files: every page and action, each with its bad input,
+//! sharing the signed-in client helpers.
 
 use crate::common;
 
@@ -283,18 +285,18 @@ async fn bad_new_job_input_is_shown_next_to_its_field_and_kept() {
 }
 
 async fn noop_jobs(db: &TestDb, n: usize) -> Vec<Uuid> {
-    queue::enqueue(
+    let ids = queue::enqueue(
         &db.pool,
         DEFAULT_QUEUE,
         (0..n)
-            .map(|i| Enqueue {
-                barcode: Some(format!("86900000{i:05}")),
-                ..Enqueue::from(JobSpec::Noop(Noop {}))
-            })
+            .map(|_| Enqueue::from(JobSpec::Noop(Noop {})))
             .collect(),
     )
     .await
-    .unwrap()
+    .unwrap();
+    let barcodes: Vec<String> = (0..n).map(|i| format!("86900000{i:05}")).collect();
+    label_jobs(&db.pool, &ids, &barcodes).await;
+    ids
 }
 
 #[tokio::test]

@@ -59,16 +59,14 @@ async fn dashboard_renders_on_an_empty_database_and_lists_jobs_once_there_are_so
     assert!(html.contains("No jobs yet"), "{html}");
     assert!(html.contains("/static/htmx.min.js"));
 
-    queue::enqueue(
+    let ids = queue::enqueue(
         &db.pool,
         DEFAULT_QUEUE,
-        vec![Enqueue {
-            barcode: Some("8690000000001".into()),
-            ..Enqueue::from(JobSpec::Noop(Noop {}))
-        }],
+        vec![Enqueue::from(JobSpec::Noop(Noop {}))],
     )
     .await
     .unwrap();
+    label_jobs(&db.pool, &ids, &["8690000000001".to_owned()]).await;
     let fragment = server
         .client
         .get(format!("{}/fragments/dashboard/jobs", server.base))
@@ -143,7 +141,7 @@ async fn static_assets_come_from_the_binary() {
 #[tokio::test]
 async fn jobs_can_be_created_read_and_cancelled_through_the_api() {
     let db = TestDb::new().await;
-    let server = TestServer::start(&db.pool).await;
+    let server = TestServer::start_with_probes(&db.pool).await;
     let created = post(
         &server,
         "/api/jobs",

@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use super::AppState;
 
-pub fn routes() -> Router<AppState> {
-    jobs::routes()
+pub fn routes(upload_limit: axum::extract::DefaultBodyLimit) -> Router<AppState> {
+    jobs::routes(upload_limit)
         .merge(products::routes())
         .merge(sync::routes())
 }

@@ -15,14 +15,12 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::Limit;
+use buybuddy_domain::ProductStatus;
+
 use crate::{
+    actions::{self, ActionError},
     db,
-    web::{
-        AppError, AppState, Viewer,
-        error::OwnBody,
-        metadata, paging,
-        products::{ListQuery, reprocess, review_one},
-    },
+    web::{AppError, AppState, Viewer, error::OwnBody, paging, products::ListQuery},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -101,21 +99,9 @@ async fn edit(
     Path(id): Path<Uuid>,
     Json(body): Json<Map<String, Value>>,
 ) -> Result<Response, AppError> {
-    let mut tx = state.pool.begin().await?;
-    let product = sqlx::query_as::<_, db::products::Product>(
-        "SELECT * FROM products WHERE id = $1 FOR UPDATE",
-    )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| AppError::NotFound(format!("There is no product {id}.")))?;
-    match metadata::patch(metadata::of(&product), &body) {
-        Ok(changed) => {
-            db::products::update_metadata(&mut *tx, id, &changed).await?;
-            tx.commit().await?;
-            Ok(Json(product_json(&state, id).await?).into_response())
-        }
-        Err(fields) => {
+    match actions::products::patch_metadata(state.actions(), id, &body).await {
+        Ok(()) => Ok(Json(product_json(&state, id).await?).into_response()),
+        Err(ActionError::Invalid(fields)) => {
             // Shaped like every API error, with the messages by field.
             let mut response = (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -130,6 +116,7 @@ async fn edit(
             response.extensions_mut().insert(OwnBody);
             Ok(response)
         }
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -138,23 +125,18 @@ struct Reason {
     reason: Option<String>,
 }
 
-impl Reason {
-    fn text(&self) -> Option<&str> {
-        self.reason
-            .as_deref()
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-    }
-}
-
 async fn approve(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<Uuid>,
     body: Option<Json<Reason>>,
 ) -> Result<Json<Value>, AppError> {
-    let reason = body.map(|b| b.0).unwrap_or_default();
-    review_one(&state, &viewer, id, "approved", reason.text()).await?;
+    let reason = body.and_then(|b| b.0.reason);
+    let ctx = state.actions();
+    let email = &viewer.0.email;
+    actions::products::review_one(ctx, id, ProductStatus::Approved, reason.as_deref(), email)
+        .await
+        .map_err(bad_request)?;
     Ok(Json(product_json(&state, id).await?))
 }
 
@@ -164,13 +146,12 @@ async fn reject(
     Path(id): Path<Uuid>,
     body: Option<Json<Reason>>,
 ) -> Result<Json<Value>, AppError> {
-    let reason = body.map(|b| b.0).unwrap_or_default();
-    let Some(reason) = reason.text() else {
-        return Err(AppError::BadRequest(
-            "Give a reason for rejecting the product: {\"reason\": \"…\"}.".into(),
-        ));
-    };
-    review_one(&state, &viewer, id, "rejected", Some(reason)).await?;
+    let reason = body.and_then(|b| b.0.reason);
+    let ctx = state.actions();
+    let email = &viewer.0.email;
+    actions::products::review_one(ctx, id, ProductStatus::Rejected, reason.as_deref(), email)
+        .await
+        .map_err(bad_request)?;
     Ok(Json(product_json(&state, id).await?))
 }
 
@@ -178,16 +159,8 @@ async fn reprocess_one(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
-    if db::products::get(&state.pool, id).await?.is_none() {
-        return Err(AppError::NotFound(format!("There is no product {id}.")));
-    }
-    let queued = reprocess(&state, &[id]).await?;
-    match queued.jobs.first() {
-        Some(job) => Ok((StatusCode::CREATED, Json(json!({ "job_id": job })))),
-        None => Err(AppError::Conflict(
-            "This product's video is not known: create a job with its video.".into(),
-        )),
-    }
+    let job = actions::products::reprocess_one(state.actions(), id).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "job_id": job }))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,38 +177,40 @@ async fn review_many(
     viewer: Viewer,
     Json(review): Json<Review>,
 ) -> Result<Json<Value>, AppError> {
-    if review.ids.is_empty() {
-        return Err(AppError::BadRequest("Name at least one product id.".into()));
-    }
-    let reason = review
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty());
+    let ctx = state.actions();
     let email = &viewer.0.email;
-    match review.action.as_str() {
-        "approve" => {
-            let n =
-                db::products::review(&state.pool, &review.ids, "approved", reason, email).await?;
-            Ok(Json(json!({ "changed": n })))
-        }
-        "reject" => {
-            let reason = reason.ok_or_else(|| {
-                AppError::BadRequest("Give a reason for rejecting the products.".into())
-            })?;
-            let n = db::products::review(&state.pool, &review.ids, "rejected", Some(reason), email)
-                .await?;
-            Ok(Json(json!({ "changed": n })))
-        }
+    let reason = review.reason.as_deref();
+    let verdict = match review.action.as_str() {
+        "approve" => ProductStatus::Approved,
+        "reject" => ProductStatus::Rejected,
         "reprocess" => {
-            let queued = reprocess(&state, &review.ids).await?;
-            Ok(Json(json!({
+            if review.ids.is_empty() {
+                return Err(AppError::BadRequest("Name at least one product id.".into()));
+            }
+            let queued = actions::products::reprocess(ctx, &review.ids).await?;
+            return Ok(Json(json!({
                 "jobs": queued.jobs,
                 "without_video": queued.without_video,
-            })))
+            })));
         }
-        other => Err(AppError::BadRequest(format!(
-            "{other:?} is not an action: approve, reject or reprocess."
-        ))),
+        other => {
+            return Err(AppError::BadRequest(format!(
+                "{other:?} is not an action: approve, reject or reprocess."
+            )));
+        }
+    };
+    let changed = actions::products::review(ctx, &review.ids, verdict, reason, email)
+        .await
+        .map_err(bad_request)?;
+    Ok(Json(json!({ "changed": changed })))
+}
+
+/// A review's missing selection or reason is a 400 here, as it always was.
+fn bad_request(error: ActionError) -> AppError {
+    match error {
+        ActionError::Invalid(fields) => {
+            AppError::BadRequest(fields.into_values().collect::<Vec<_>>().join(" "))
+        }
+        other => other.into(),
     }
 }

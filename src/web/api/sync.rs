@@ -40,7 +40,7 @@ async fn run(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
             "The Buybuddy API is not configured on this server.".into(),
         ));
     };
-    let report = crate::sync::sync(&state.pool, &client, &state.queue, false, |_, _| {})
+    let report = crate::actions::sync::sync(&state.pool, &client, &state.queue, false, |_, _| {})
         .await
         .map_err(|e| AppError::Unavailable(format!("The sync failed: {e:#}")))?;
     Ok(Json(json!({ "report": report })))
@@ -69,9 +69,10 @@ async fn enqueue(
     } else {
         request.barcodes
     };
-    let (_, queued) = crate::sync::enqueue_unprocessed(&state.pool, &state.queue, &barcodes)
-        .await
-        .map_err(AppError::Internal)?;
+    let (_, queued) =
+        crate::actions::sync::enqueue_unprocessed(&state.pool, &state.queue, &barcodes)
+            .await
+            .map_err(AppError::Internal)?;
     let jobs: Vec<Value> = queued
         .into_iter()
         .map(|(barcode, id)| json!({ "barcode": barcode, "job_id": id }))

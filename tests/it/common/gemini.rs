@@ -3,6 +3,8 @@
 //! state polling and deletion, model lookup and `generateContent`, with the
 //! API's error bodies (`google.rpc.Status`, `RetryInfo`). Each test scripts its
 //! answers and reads back the requests it received.
+//! Longer than most files: a local server speaking Gemini's whole protocol
+//! (generateContent, the Files API, errors and rate limits).
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},

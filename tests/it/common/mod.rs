@@ -6,6 +6,11 @@
 
 pub mod catalog_api;
 pub mod gemini;
+mod pipeline;
+mod server;
+
+pub use pipeline::*;
+pub use server::*;
 
 use std::{
     future::Future,
@@ -24,13 +29,11 @@ use buybuddy::{
         self,
         embedded::{Cluster, Durability},
     },
-    jobs::context::WorkerSettings,
+    jobs::Resources,
     queue::{
         DEFAULT_QUEUE,
         worker::{self, WorkerConfig, backoff_settings},
     },
-    realtime::Hub,
-    web::{self, App, AppState},
 };
 use buybuddy_worker::retry::Backoff;
 use sqlx::PgPool;
@@ -287,7 +290,8 @@ pub fn worker_config() -> WorkerConfig {
         dead_worker_after: Duration::from_secs(1),
         shutdown_grace: Duration::from_secs(5),
         timeouts: Default::default(),
-        settings: WorkerSettings::default(),
+        kinds: Vec::new(),
+        resources: Arc::new(Resources::default()),
     }
 }
 
@@ -391,255 +395,15 @@ impl Drop for Process {
     }
 }
 
-/// The password of the users test servers make.
-pub const TEST_PASSWORD: &str = "a test password";
-
-/// An in-process server on a free loopback port, with a signed-in user.
-pub struct TestServer {
-    pub base: String,
-    pub state: AppState,
-    /// Sends the user's session cookie and CSRF header with every request.
-    pub client: reqwest::Client,
-    pub email: String,
-    pub csrf_token: String,
-    shutdown: CancellationToken,
-}
-
-impl TestServer {
-    pub async fn start(pool: &PgPool) -> Self {
-        let storage = buybuddy_worker::storage::Storage::open(
-            std::env::temp_dir()
-                .join(format!("buybuddy-test-storage-{}", Uuid::new_v4()))
-                .to_str()
-                .unwrap(),
-            &Default::default(),
-        )
+/// Gives probe jobs barcodes, as video jobs have, for the lists that filter by
+/// barcode (probe kinds leave the column empty).
+pub async fn label_jobs(pool: &PgPool, ids: &[Uuid], barcodes: &[String]) {
+    sqlx::query("UPDATE jobs SET barcode = b.barcode FROM unnest($1::uuid[], $2::text[]) AS b(id, barcode) WHERE jobs.id = b.id")
+        .bind(ids)
+        .bind(barcodes)
+        .execute(pool)
         .await
         .unwrap();
-        Self::start_with(pool, storage).await
-    }
-
-    /// A server whose Sync page reads the catalog at this API.
-    pub async fn start_with_catalog(
-        pool: &PgPool,
-        catalog: buybuddy_worker::buybuddy::Buybuddy,
-    ) -> Self {
-        let storage = buybuddy_worker::storage::Storage::open(
-            std::env::temp_dir()
-                .join(format!("buybuddy-test-storage-{}", Uuid::new_v4()))
-                .to_str()
-                .unwrap(),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
-        Self::build_with(pool, storage, true, Some(Arc::new(catalog))).await
-    }
-
-    /// A server reading objects from the given storage.
-    pub async fn start_with(pool: &PgPool, storage: buybuddy_worker::storage::Storage) -> Self {
-        Self::build(pool, storage, true).await
-    }
-
-    /// A server without a signed-in user (its client sends no session), for
-    /// databases that cannot hold one.
-    pub async fn start_without_user(pool: &PgPool) -> Self {
-        let storage = buybuddy_worker::storage::Storage::open(
-            std::env::temp_dir()
-                .join(format!("buybuddy-test-storage-{}", Uuid::new_v4()))
-                .to_str()
-                .unwrap(),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
-        Self::build(pool, storage, false).await
-    }
-
-    async fn build(pool: &PgPool, storage: buybuddy_worker::storage::Storage, user: bool) -> Self {
-        Self::build_with(pool, storage, user, None).await
-    }
-
-    async fn build_with(
-        pool: &PgPool,
-        storage: buybuddy_worker::storage::Storage,
-        user: bool,
-        catalog: Option<Arc<buybuddy_worker::buybuddy::Buybuddy>>,
-    ) -> Self {
-        let shutdown = CancellationToken::new();
-        let state = AppState(Arc::new(App {
-            pool: pool.clone(),
-            hub: Hub::start(pool.clone(), shutdown.clone()),
-            queue: DEFAULT_QUEUE.to_owned(),
-            storage,
-            max_upload: 8 << 20,
-            catalog,
-            dashboard: Default::default(),
-        }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(web::serve(listener, state.clone(), shutdown.clone()));
-        let email = format!("tester-{}@example.com", Uuid::new_v4().simple());
-        if !user {
-            return Self {
-                base,
-                state,
-                client: reqwest::Client::new(),
-                email,
-                csrf_token: String::new(),
-                shutdown,
-            };
-        }
-        let (session, csrf_token) = sign_in_directly(pool, &email).await;
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::COOKIE,
-            format!("{}={session}", buybuddy::auth::COOKIE)
-                .parse()
-                .unwrap(),
-        );
-        headers.insert(buybuddy::auth::CSRF_HEADER, csrf_token.parse().unwrap());
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .unwrap();
-        Self {
-            base,
-            state,
-            client,
-            email,
-            csrf_token,
-            shutdown,
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-/// Adds a user with `TEST_PASSWORD` and opens a session for them; returns the
-/// session token and its CSRF token.
-pub async fn sign_in_directly(pool: &PgPool, email: &str) -> (String, String) {
-    use buybuddy::auth;
-    let hash = auth::hash_password(TEST_PASSWORD).unwrap();
-    let (user_id, _) = db::users::upsert(pool, email, &hash).await.unwrap();
-    let (session, csrf) = (auth::new_token(), auth::new_token());
-    db::users::create_session(
-        pool,
-        &auth::token_hash(&session),
-        user_id,
-        &csrf,
-        chrono::Utc::now() + chrono::Duration::days(1),
-    )
-    .await
-    .unwrap();
-    (session, csrf)
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-/// A video pipeline for tests: local storage and scratch folders of its own,
-/// 8 frames per video, quick download retries.
-pub struct TestPipeline {
-    pub pipeline: Arc<buybuddy::pipeline::Pipeline>,
-    pub storage_dir: tempfile::TempDir,
-    pub scratch_dir: tempfile::TempDir,
-}
-
-impl TestPipeline {
-    pub async fn new() -> Self {
-        Self::with_limits(buybuddy_worker::download::Limits {
-            max_bytes: 50 << 20,
-            connect_timeout: Duration::from_secs(2),
-            read_timeout: Duration::from_millis(500),
-            attempts: 2,
-            backoff: Backoff::new(Duration::from_millis(20), Duration::from_millis(50)),
-        })
-        .await
-    }
-
-    pub async fn with_limits(limits: buybuddy_worker::download::Limits) -> Self {
-        let storage_dir = tempfile::tempdir().unwrap();
-        let scratch_dir = tempfile::tempdir().unwrap();
-        let storage = buybuddy_worker::storage::Storage::open(
-            storage_dir.path().to_str().unwrap(),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
-        let pipeline = buybuddy::pipeline::Pipeline {
-            storage,
-            s3: Default::default(),
-            segmenter: Arc::new(buybuddy_worker::segment::ClassicSegmenter::default()),
-            gemini: None,
-            frames: 8,
-            post: Default::default(),
-            limits,
-            scratch: scratch_dir.path().to_owned(),
-        };
-        Self {
-            pipeline: Arc::new(pipeline),
-            storage_dir,
-            scratch_dir,
-        }
-    }
-
-    /// Worker settings that run video jobs on this pipeline.
-    pub fn worker_config(&self) -> WorkerConfig {
-        let mut config = worker_config();
-        config.settings.pipeline = Some(self.pipeline.clone());
-        config
-    }
-
-    /// Every object key in storage.
-    pub async fn objects(&self) -> Vec<String> {
-        self.pipeline.storage.list("").await.unwrap()
-    }
-
-    /// Whether the scratch folder holds anything (downloads must not linger).
-    pub fn scratch_is_empty(&self) -> bool {
-        std::fs::read_dir(self.scratch_dir.path()).unwrap().count() == 0
-    }
-}
-
-/// A small sample video (320x240) of `frames` frames.
-pub fn sample_video(dir: &std::path::Path, name: &str, frames: usize) -> PathBuf {
-    let path = dir.join(name);
-    buybuddy_worker::media::synthetic::Scene {
-        width: 320,
-        height: 240,
-        frames,
-        ..Default::default()
-    }
-    .write_video(&path, buybuddy_worker::media::synthetic::Codec::H264, false)
-    .unwrap();
-    path
-}
-
-/// `buybuddy process VIDEO --barcode B --frames N --storage DIR` against the
-/// test database, quiet apart from warnings; callers add their own settings.
-pub fn process_command(
-    db: &TestDb,
-    video: &Path,
-    barcode: &str,
-    frames: usize,
-    storage: &Path,
-) -> Command {
-    let mut command = Command::new(binary());
-    command
-        .arg("process")
-        .arg(video)
-        .args(["--barcode", barcode, "--frames", &frames.to_string()])
-        .arg("--storage")
-        .arg(storage)
-        .env("DATABASE_URL", db.url.expose())
-        .env("RUST_LOG", "warn");
-    command
 }
 
 /// A product with `frames` frames (rows only) and a video job behind it.

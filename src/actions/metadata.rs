@@ -1,20 +1,16 @@
 //! Checking product metadata that people edit, in the editor's form or as JSON
 //! through the API: the same rules and the same messages for both.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub use super::FieldErrors;
 use crate::db::products::{Metadata, Product};
 
 const MAX_TEXT: usize = 200;
 const MAX_PROMPT: usize = 80;
 const MAX_CLAIMS: usize = 40;
 const MAX_FACTS: usize = 60;
-
-/// Messages by field name.
-pub type FieldErrors = BTreeMap<&'static str, String>;
 
 /// The free-text fields with their length limits.
 const TEXTS: [(&str, usize); 8] = [

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
+use buybuddy_domain::Barcode;
 use buybuddy_worker::buybuddy::{Buybuddy, CatalogProduct};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -13,7 +14,6 @@ use uuid::Uuid;
 use crate::{
     db::{self, catalog::Unprocessed},
     jobs::{JobSpec, video::Video},
-    pipeline::check_barcode,
     queue::{self, Enqueue},
 };
 
@@ -25,7 +25,7 @@ pub struct Report {
     pub listed: usize,
     /// Items without a barcode or a video, or listed twice.
     pub skipped: usize,
-    /// Products whose barcode cannot be used (see `check_barcode`).
+    /// Products whose barcode cannot be used (see `Barcode::parse`).
     pub unusable_barcodes: Vec<String>,
     pub stored: db::catalog::Upserted,
     /// Listed products with neither a product row nor a completed job.
@@ -84,11 +84,7 @@ pub async fn sync(
         .collect();
     report.stored = db::catalog::upsert(pool, &entries).await?;
     let barcodes: Vec<String> = entries.iter().map(|e| e.barcode.clone()).collect();
-    report.unusable_barcodes = barcodes
-        .iter()
-        .filter(|b| check_barcode(b).is_err())
-        .cloned()
-        .collect();
+    report.unusable_barcodes = barcodes.iter().filter(|b| !usable(b)).cloned().collect();
 
     if !enqueue {
         report.unprocessed = db::catalog::unprocessed(pool, &barcodes).await?;
@@ -114,7 +110,7 @@ pub async fn enqueue_unprocessed(
     let unprocessed = db::catalog::unprocessed(&mut *tx, barcodes).await?;
     let chosen: Vec<&Unprocessed> = unprocessed
         .iter()
-        .filter(|u| !u.in_progress && check_barcode(&u.barcode).is_ok())
+        .filter(|u| !u.in_progress && usable(&u.barcode))
         .collect();
     let jobs = chosen
         .iter()
@@ -132,4 +128,9 @@ pub async fn enqueue_unprocessed(
     tx.commit().await?;
     let enqueued = chosen.iter().map(|u| u.barcode.clone()).zip(ids).collect();
     Ok((unprocessed, enqueued))
+}
+
+/// A catalog barcode that the platform can key a product by, exactly as listed.
+fn usable(barcode: &str) -> bool {
+    Barcode::parse(barcode).is_ok_and(|parsed| parsed.as_str() == barcode)
 }
