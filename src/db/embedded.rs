@@ -229,9 +229,14 @@ impl Cluster {
     }
 
     fn start(&self, pgdata: &Path) -> anyhow::Result<()> {
+        if let Err(taken) = port_is_free(self.port) {
+            bail!("{taken}");
+        }
         tracing::info!(port = self.port, "starting the embedded PostgreSQL cluster");
         let pgdata_arg = pgdata.to_string_lossy().into_owned();
         let log = pgdata.join("server.log").to_string_lossy().into_owned();
+        // The port given now wins over the one written at initdb.
+        let port_option = format!("-p {}", self.port);
         let out = self.run(
             "pg_ctl",
             &[
@@ -240,6 +245,8 @@ impl Cluster {
                 &pgdata_arg,
                 "-l",
                 &log,
+                "-o",
+                &port_option,
                 "-w",
                 "-t",
                 "60",
@@ -332,6 +339,71 @@ fn find_bin_dir() -> anyhow::Result<PathBuf> {
         "PostgreSQL's server programs were not found under /usr/lib/postgresql: \
          run scripts/setup.sh, or set DATABASE_URL to use another server",
     )
+}
+
+/// Whether the loopback port is free; if not, says what holds it and how to
+/// choose another (two checkouts on one machine both default to 54329).
+fn port_is_free(port: u16) -> Result<(), String> {
+    match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+            let holder = port_holder(port).map_or_else(
+                || "another program".to_owned(),
+                |(pid, what)| format!("{what} (pid {pid})"),
+            );
+            let free = (port.saturating_add(1)..=port.saturating_add(200))
+                .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+                .map_or_else(|| "another port".to_owned(), |p| p.to_string());
+            Err(format!(
+                "the embedded PostgreSQL cluster cannot listen on 127.0.0.1:{port}: it is taken by {holder}. \
+                 Give this data folder another port, e.g. BUYBUDDY_PG_PORT={free} (or --embedded-pg-port {free}), \
+                 or stop the other cluster (`buybuddy db stop` in its checkout)."
+            ))
+        }
+        Err(error) => Err(format!(
+            "the embedded PostgreSQL cluster cannot listen on 127.0.0.1:{port}: {error}"
+        )),
+    }
+}
+
+/// The process listening on a loopback TCP port, from /proc: its pid and what
+/// it is (a PostgreSQL server is named with its data folder).
+fn port_holder(port: u16) -> Option<(u32, String)> {
+    let listening = format!(":{port:04X}");
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| fs::read_to_string(table).ok())
+        .flat_map(|table| table.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local address, state 0A (listen), inode
+            (fields.len() > 9 && fields[1].ends_with(&listening) && fields[3] == "0A")
+                .then(|| fields[9].to_owned())
+        })?;
+    let socket = format!("socket:[{inode}]");
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let holds = fs::read_dir(entry.path().join("fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == socket))
+        });
+        if !holds {
+            continue;
+        }
+        let name = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        let name = name.trim();
+        // A postmaster's working folder is its data folder.
+        let what = match fs::read_link(entry.path().join("cwd")) {
+            Ok(dir) if name.starts_with("postgres") => {
+                format!("PostgreSQL with the data folder {}", dir.display())
+            }
+            _ => name.to_owned(),
+        };
+        return Some((pid, what));
+    }
+    None
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
