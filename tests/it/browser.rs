@@ -1,6 +1,8 @@
 //! The pages in a real browser: headless Chromium driven over WebDriver
 //! (chromedriver). Each test leaves screenshots in
 //! `target/test-output/browser/` for a person to look at.
+//! Longer than most files: each scenario drives a whole page flow in Chromium,
+//! and they share the driver and the page helpers.
 
 use crate::common;
 
@@ -8,16 +10,22 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     process::Stdio,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use buybuddy::db;
+use bytes::Bytes;
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
+use futures::StreamExt;
 use serde_json::json;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// chromedriver on a free port, stopped when dropped.
+/// chromedriver on a free port, in a process group of its own with the
+/// browsers it starts; the whole group is killed when dropped, also when a
+/// test fails, so no Chromium outlives its test.
 struct Driver {
     child: tokio::process::Child,
     url: String,
@@ -33,6 +41,7 @@ impl Driver {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver (Debian package chromium-driver; run scripts/setup.sh --test)");
@@ -72,6 +81,11 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The group's id is chromedriver's pid; Chromium and its helpers are in it.
+        if let Some(pid) = self.child.id() {
+            let group = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
         let _ = self.child.start_kill();
     }
 }
@@ -150,12 +164,28 @@ async fn user(db: &TestDb) -> String {
 }
 
 /// Serves one video at `/video.mp4`.
-async fn video_server(video: Vec<u8>) -> SocketAddr {
+/// Serves the video's first half at once and the rest only once `release`
+/// is notified: the job then waits in its download stage for as long as the
+/// test wants, whatever the machine's speed.
+async fn held_video_server(video: Vec<u8>, release: Arc<Notify>) -> SocketAddr {
     let app = axum::Router::new().route(
         "/video.mp4",
         axum::routing::get(move || {
-            let video = video.clone();
-            async move { ([("content-type", "video/mp4")], video) }
+            let (head, tail) = video.split_at(video.len() / 2);
+            let (head, tail) = (Bytes::copy_from_slice(head), Bytes::copy_from_slice(tail));
+            let release = release.clone();
+            async move {
+                let rest = async move {
+                    release.notified().await;
+                    Ok::<_, std::io::Error>(tail)
+                };
+                let body =
+                    futures::stream::once(async { Ok(head) }).chain(futures::stream::once(rest));
+                (
+                    [("content-type", "video/mp4")],
+                    axum::body::Body::from_stream(body),
+                )
+            }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -164,14 +194,32 @@ async fn video_server(video: Vec<u8>) -> SocketAddr {
     address
 }
 
+/// The value of the job page's progress bar, if it has one.
+async fn progress_of(browser: &Client) -> Option<f64> {
+    browser
+        .execute(
+            "const p = document.getElementById('job-progress'); return p ? p.value : null;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_f64()
+}
+
 #[tokio::test]
 async fn sign_in_start_a_job_from_a_url_and_watch_it_finish_without_reloading() {
     let db = TestDb::new().await;
-    let pipeline = TestPipeline::new().await;
-    let server = TestServer::start_with(&db.pool, pipeline.pipeline.storage.clone()).await;
+    // The download is held open for as long as the test needs: no read timeout.
+    let pipeline = TestPipeline::with_limits(buybuddy_worker::download::Limits {
+        read_timeout: Duration::from_secs(60),
+        ..Default::default()
+    })
+    .await;
+    let server = TestServer::start_with(&db.pool, pipeline.storage.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let video = std::fs::read(sample_video(dir.path(), "clip.mp4", 60)).unwrap();
-    let videos = video_server(video).await;
+    let release = Arc::new(Notify::new());
+    let videos = held_video_server(video, release.clone()).await;
     let driver = Driver::start().await;
     let browser = driver.browser().await;
     let email = user(&db).await;
@@ -204,26 +252,39 @@ async fn sign_in_start_a_job_from_a_url_and_watch_it_finish_without_reloading() 
         .unwrap();
     let queued = text_of(&browser, "#job-live .status").await;
     assert_eq!(queued.to_lowercase(), "queued");
+    let mut seen: Vec<f64> = progress_of(&browser).await.into_iter().collect();
     screenshot(&browser, "02-job-queued").await;
 
     // Only now does a worker start: every change reaches the page over SSE.
+    // The job stops in its download stage until the test lets the video through.
     let worker = InProcessWorker::start(&db.pool, pipeline.worker_config());
-    let mut seen: Vec<f64> = Vec::new();
+    until(
+        "the page to show the download stage",
+        Duration::from_secs(30),
+        || async {
+            text_of(&browser, "#job-live .status").await.to_lowercase() == "running"
+                && progress_of(&browser).await.is_some_and(|p| p > 0.0)
+        },
+    )
+    .await;
+    seen.extend(progress_of(&browser).await);
+    screenshot(&browser, "02-job-downloading").await;
+    release.notify_one();
+
     let since = Instant::now();
     loop {
-        let progress = browser
-            .execute(
-                "const p = document.getElementById('job-progress'); return p ? p.value : null;",
-                vec![],
-            )
-            .await
-            .unwrap();
-        if let Some(value) = progress.as_f64()
+        if let Some(value) = progress_of(&browser).await
             && seen.last() != Some(&value)
         {
             seen.push(value);
         }
         if text_of(&browser, "#job-live .status").await.to_lowercase() == "completed" {
+            // The same update set the bar: read it once more.
+            if let Some(value) = progress_of(&browser).await
+                && seen.last() != Some(&value)
+            {
+                seen.push(value);
+            }
             break;
         }
         if since.elapsed() > Duration::from_secs(60) {

@@ -1,6 +1,8 @@
 //! The Gemini client against a local server speaking Gemini's protocol: the
 //! happy paths (inline and Files API), every failure it must handle, and the
 //! metadata stage of `buybuddy process`.
+//! Longer than most files: every failure the client must handle, against one
+//! local server.
 
 use crate::common;
 
