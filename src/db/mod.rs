@@ -147,6 +147,14 @@ async fn connect_with(
         .with_context(|| format!("connecting to {}", redact_url(url.expose())))
 }
 
+/// Whether the database answers a trivial query.
+pub async fn ping(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(db)
+        .await?;
+    Ok(())
+}
+
 /// How this process shows up in `pg_stat_activity`.
 pub fn application_name() -> String {
     let command = std::env::args().nth(1).unwrap_or_default();

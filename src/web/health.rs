@@ -7,7 +7,7 @@ use axum::{extract::State, http::StatusCode};
 use super::AppState;
 
 pub async fn check(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
+    let ping = crate::db::ping(&state.pool);
     match tokio::time::timeout(Duration::from_secs(2), ping).await {
         Ok(Ok(_)) => (StatusCode::OK, "ok\n"),
         Ok(Err(error)) => {

@@ -41,8 +41,36 @@ use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Port of the scratch cluster the tests share.
-const TEST_PORT: u16 = 54339;
+/// The loopback port of this checkout's scratch cluster: chosen free the first
+/// time and remembered in the data folder, so that two checkouts on one
+/// machine (or a checkout and its CI clone) each test against their own.
+fn test_port() -> u16 {
+    let data = repo_root().join(".data");
+    let file = data.join("postgres-test.port");
+    if let Some(port) = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+    {
+        return port;
+    }
+    std::fs::create_dir_all(&data).unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Written aside and linked in place: of test processes racing here, the
+    // first link wins and every process reads the same port.
+    let aside = data.join(format!("postgres-test.port.{}", std::process::id()));
+    std::fs::write(&aside, free.to_string()).unwrap();
+    let _ = std::fs::hard_link(&aside, &file);
+    let _ = std::fs::remove_file(&aside);
+    std::fs::read_to_string(&file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -57,7 +85,7 @@ pub async fn test_cluster() -> Cluster {
     let cluster = Cluster::new(
         &repo_root().join(".data"),
         "postgres-test",
-        TEST_PORT,
+        test_port(),
         None,
         Durability::Scratch,
     )
