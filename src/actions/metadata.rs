@@ -1,11 +1,11 @@
 //! Checking product metadata that people edit, in the editor's form or as JSON
 //! through the API: the same rules and the same messages for both.
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub use super::FieldErrors;
 use crate::db::products::{Metadata, Product};
+pub use buybuddy_domain::MetadataForm;
 
 const MAX_TEXT: usize = 200;
 const MAX_PROMPT: usize = 80;
@@ -124,37 +124,8 @@ fn finish(m: Metadata, mut errors: FieldErrors) -> Result<Metadata, FieldErrors>
     }
 }
 
-/// The editor's fields as posted.
-#[derive(Debug, Deserialize, Default)]
-pub struct EditorFields {
-    #[serde(default)]
-    pub brand_name: String,
-    #[serde(default)]
-    pub sub_brand: String,
-    #[serde(default)]
-    pub product_name: String,
-    #[serde(default)]
-    pub variant_flavor: String,
-    #[serde(default)]
-    pub category: String,
-    #[serde(default)]
-    pub container_type: String,
-    #[serde(default)]
-    pub net_quantity: String,
-    /// One `name: value` per line.
-    #[serde(default)]
-    pub nutrition_facts: String,
-    /// One claim per line.
-    #[serde(default)]
-    pub claims: String,
-    #[serde(default)]
-    pub grounding_prompt: String,
-    #[serde(default)]
-    pub visibility_score: String,
-}
-
 /// Reads the editor's form, then checks it.
-pub fn from_form(fields: &EditorFields) -> Result<Metadata, FieldErrors> {
+pub fn from_form(fields: &MetadataForm) -> Result<Metadata, FieldErrors> {
     let mut errors = FieldErrors::new();
     let text = |t: &str| Some(t.to_owned());
     let mut m = Metadata {
@@ -214,19 +185,7 @@ pub fn from_form(fields: &EditorFields) -> Result<Metadata, FieldErrors> {
 }
 
 /// The metadata fields a JSON patch may carry.
-pub const FIELDS: [&str; 11] = [
-    "brand_name",
-    "sub_brand",
-    "product_name",
-    "variant_flavor",
-    "category",
-    "container_type",
-    "net_quantity",
-    "nutrition_facts",
-    "claims",
-    "grounding_prompt",
-    "visibility_score",
-];
+pub use buybuddy_domain::metadata::FIELDS;
 
 /// Applies the fields present in a JSON object over `current` (a field set
 /// to null is cleared), then checks the result.
@@ -312,7 +271,7 @@ mod tests {
 
     #[test]
     fn the_form_reads_lines_and_numbers() {
-        let fields = EditorFields {
+        let fields = MetadataForm {
             product_name: "  Cola   Zero ".into(),
             nutrition_facts: "sugars: 0 g\nenergy_kcal: 1.5\n\n".into(),
             claims: "no sugar\n\n  vegan  ".into(),
@@ -330,7 +289,7 @@ mod tests {
 
     #[test]
     fn the_form_says_what_is_wrong_per_field() {
-        let fields = EditorFields {
+        let fields = MetadataForm {
             brand_name: "x".repeat(201),
             nutrition_facts: "sugars 10".into(),
             visibility_score: "high".into(),
@@ -347,7 +306,7 @@ mod tests {
             ]
         );
         assert!(errors["visibility_score"].contains("\"high\""));
-        let errors = from_form(&EditorFields {
+        let errors = from_form(&MetadataForm {
             product_name: "A".into(),
             visibility_score: "250".into(),
             ..Default::default()

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{
     ActionError, Ctx,
-    metadata::{self, EditorFields},
+    metadata::{self, MetadataForm},
 };
 use crate::{
     db,
@@ -114,7 +114,7 @@ pub async fn reprocess_one(ctx: Ctx<'_>, id: Uuid) -> Result<Uuid, ActionError> 
 pub async fn save_metadata(
     ctx: Ctx<'_>,
     id: Uuid,
-    fields: &EditorFields,
+    fields: &MetadataForm,
 ) -> Result<(), ActionError> {
     let metadata = metadata::from_form(fields).map_err(ActionError::Invalid)?;
     if !db::products::update_metadata(ctx.pool, id, &metadata).await? {

@@ -29,7 +29,7 @@ pub struct ProductOfJob {
     pub grounding_prompt: Option<String>,
     /// Catalog metadata read from the video; the product's fields are left as
     /// they are without it.
-    pub metadata: Option<buybuddy_worker::gemini::ProductMetadata>,
+    pub metadata: Option<buybuddy_domain::Metadata>,
     /// Where the job's frames are, for `jobs.frames_path`.
     pub frames_path: String,
 }
@@ -53,9 +53,7 @@ pub async fn save(
 ) -> sqlx::Result<Saved> {
     let mut tx = pool.begin().await?;
     let m = product.metadata.as_ref();
-    let text = |f: fn(&buybuddy_worker::gemini::ProductMetadata) -> &Option<String>| {
-        m.and_then(|m| f(m).clone())
-    };
+    let text = |f: fn(&buybuddy_domain::Metadata) -> &Option<String>| m.and_then(|m| f(m).clone());
     let product_id = sqlx::query_scalar!(
         r#"
         INSERT INTO products (barcode, video_id, grounding_prompt, status, brand_name, sub_brand,
@@ -84,14 +82,14 @@ pub async fn save(
         m.is_some(),
         text(|m| &m.brand_name),
         text(|m| &m.sub_brand),
-        m.map(|m| m.product_name.clone()),
+        text(|m| &m.product_name),
         text(|m| &m.variant_flavor),
         text(|m| &m.category),
         text(|m| &m.container_type),
         text(|m| &m.net_quantity),
         m.map(|m| Value::Object(m.nutrition_facts.clone())),
         m.map(|m| m.claims.clone()) as Option<Vec<String>>,
-        m.map(|m| m.visibility_score),
+        m.and_then(|m| m.visibility_score),
     )
     .fetch_one(&mut *tx)
     .await?;

@@ -167,21 +167,9 @@ pub async fn get(db: impl PgExecutor<'_>, id: uuid::Uuid) -> sqlx::Result<Option
     .await
 }
 
-/// Metadata as edited by a person.
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
-pub struct Metadata {
-    pub brand_name: Option<String>,
-    pub sub_brand: Option<String>,
-    pub product_name: Option<String>,
-    pub variant_flavor: Option<String>,
-    pub category: Option<String>,
-    pub container_type: Option<String>,
-    pub net_quantity: Option<String>,
-    pub nutrition_facts: serde_json::Map<String, serde_json::Value>,
-    pub claims: Vec<String>,
-    pub grounding_prompt: Option<String>,
-    pub visibility_score: Option<i32>,
-}
+/// A product's catalog metadata (the one type Gemini, the editor, the API
+/// and this table share).
+pub use buybuddy_domain::Metadata;
 
 /// Saves edited metadata; false when there is no such product.
 pub async fn update_metadata(

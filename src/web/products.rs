@@ -20,7 +20,6 @@ use buybuddy_templates::{
 use chrono::Utc;
 use maud::Markup;
 use serde::Deserialize;
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
@@ -30,7 +29,7 @@ use super::{
     paging,
 };
 use crate::{
-    actions::{self, ActionError, metadata::EditorFields},
+    actions::{self, ActionError},
     db,
 };
 
@@ -180,41 +179,6 @@ pub async fn bulk(
     Ok(products::page(&viewer.0, &list).into_response())
 }
 
-fn form_of(p: &db::products::Product) -> MetadataForm {
-    let text = |v: &Option<String>| v.clone().unwrap_or_default();
-    let facts = p
-        .nutrition_facts
-        .as_ref()
-        .and_then(Value::as_object)
-        .map(|facts| {
-            facts
-                .iter()
-                .map(|(k, v)| match v {
-                    Value::String(s) => format!("{k}: {s}"),
-                    other => format!("{k}: {other}"),
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default();
-    MetadataForm {
-        brand_name: text(&p.brand_name),
-        sub_brand: text(&p.sub_brand),
-        product_name: text(&p.product_name),
-        variant_flavor: text(&p.variant_flavor),
-        category: text(&p.category),
-        container_type: text(&p.container_type),
-        net_quantity: text(&p.net_quantity),
-        nutrition_facts: facts,
-        claims: p.claims.clone().unwrap_or_default().join("\n"),
-        grounding_prompt: text(&p.grounding_prompt),
-        visibility_score: p
-            .visibility_score
-            .map(|v| v.to_string())
-            .unwrap_or_default(),
-    }
-}
-
 async fn product_view(
     state: &AppState,
     id: Uuid,
@@ -239,7 +203,7 @@ async fn product_view(
         reviewed: product
             .reviewed_at
             .map(|at| (at, product.reviewed_by.clone())),
-        form: form_of(&product),
+        form: MetadataForm::from(&actions::metadata::of(&product)),
         errors: BTreeMap::new(),
         notice: None,
         frames: frames
@@ -289,29 +253,12 @@ pub async fn review_fragment(
     ))
 }
 
-/// What was typed, to show again with the messages.
-fn typed(fields: &EditorFields) -> MetadataForm {
-    MetadataForm {
-        brand_name: fields.brand_name.clone(),
-        sub_brand: fields.sub_brand.clone(),
-        product_name: fields.product_name.clone(),
-        variant_flavor: fields.variant_flavor.clone(),
-        category: fields.category.clone(),
-        container_type: fields.container_type.clone(),
-        net_quantity: fields.net_quantity.clone(),
-        nutrition_facts: fields.nutrition_facts.clone(),
-        claims: fields.claims.clone(),
-        grounding_prompt: fields.grounding_prompt.clone(),
-        visibility_score: fields.visibility_score.clone(),
-    }
-}
-
 pub async fn save(
     State(state): State<AppState>,
     viewer: Viewer,
     htmx: HxRequest,
     Path(id): Path<Uuid>,
-    Form(fields): Form<EditorFields>,
+    Form(fields): Form<MetadataForm>,
 ) -> Result<Response, AppError> {
     let (mut view, _) = product_view(&state, id).await?;
     let status = match actions::products::save_metadata(state.actions(), id, &fields).await {
@@ -325,7 +272,7 @@ pub async fn save(
         }
         Err(ActionError::Invalid(errors)) => {
             // What was typed stays, with a message next to each bad field.
-            view.form = typed(&fields);
+            view.form = fields;
             view.errors = errors;
             StatusCode::UNPROCESSABLE_ENTITY
         }

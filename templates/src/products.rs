@@ -165,22 +165,8 @@ pub fn render_list(viewer: &Viewer, list: &ProductsList) -> Markup {
     }
 }
 
-/// The editable metadata, as typed (text fields, one line per claim, one
-/// `name: value` line per nutrition fact).
-#[derive(Debug, Clone, Default)]
-pub struct MetadataForm {
-    pub brand_name: String,
-    pub sub_brand: String,
-    pub product_name: String,
-    pub variant_flavor: String,
-    pub category: String,
-    pub container_type: String,
-    pub net_quantity: String,
-    pub nutrition_facts: String,
-    pub claims: String,
-    pub grounding_prompt: String,
-    pub visibility_score: String,
-}
+/// The editable metadata, as typed.
+pub use buybuddy_domain::MetadataForm;
 
 #[derive(Debug, Clone)]
 pub struct FrameTile {
@@ -218,25 +204,6 @@ const FIELDS: &[(&str, &str)] = &[
     ("net_quantity", "Net quantity"),
     ("grounding_prompt", "Segmentation prompt"),
 ];
-
-impl MetadataForm {
-    pub fn value(&self, field: &str) -> &str {
-        match field {
-            "brand_name" => &self.brand_name,
-            "sub_brand" => &self.sub_brand,
-            "product_name" => &self.product_name,
-            "variant_flavor" => &self.variant_flavor,
-            "category" => &self.category,
-            "container_type" => &self.container_type,
-            "net_quantity" => &self.net_quantity,
-            "grounding_prompt" => &self.grounding_prompt,
-            "visibility_score" => &self.visibility_score,
-            "nutrition_facts" => &self.nutrition_facts,
-            "claims" => &self.claims,
-            _ => "",
-        }
-    }
-}
 
 pub fn product_page(viewer: &Viewer, product: &ProductView) -> Markup {
     let title = if product.form.product_name.is_empty() {

@@ -54,7 +54,7 @@ fn hints() -> Hints {
     }
 }
 
-async fn describe(settings: Settings) -> Result<metadata::ProductMetadata, GeminiError> {
+async fn describe(settings: Settings) -> Result<metadata::Metadata, GeminiError> {
     let (_dir, path) = video(50_000);
     client(settings)
         .describe_product(&path, "video/mp4", &hints())
@@ -66,9 +66,9 @@ async fn a_small_video_goes_inline_and_comes_back_as_validated_metadata() {
     let server = FakeGemini::start().await;
     let found = describe(settings(&server)).await.unwrap();
     assert_eq!(found.brand_name.as_deref(), Some("Fizzo"));
-    assert_eq!(found.product_name, "Fizzo Zero Cola");
-    assert_eq!(found.grounding_prompt, "red soda can");
-    assert_eq!(found.visibility_score, 91);
+    assert_eq!(found.product_name.as_deref(), Some("Fizzo Zero Cola"));
+    assert_eq!(found.grounding_prompt.as_deref(), Some("red soda can"));
+    assert_eq!(found.visibility_score, Some(91));
     assert_eq!(found.claims, vec!["zero sugar", "no preservatives"]);
 
     let calls = server.calls(":generateContent");
@@ -110,7 +110,7 @@ async fn a_large_video_is_uploaded_waited_for_used_and_deleted() {
     })
     .await
     .unwrap();
-    assert_eq!(found.product_name, "Fizzo Zero Cola");
+    assert_eq!(found.product_name.as_deref(), Some("Fizzo Zero Cola"));
 
     let kinds: Vec<String> = server
         .requests()
@@ -192,7 +192,7 @@ async fn an_overloaded_model_is_tried_again_with_backoff() {
     let server = FakeGemini::start().await;
     server.script([Reply::Overloaded, Reply::Overloaded]);
     let found = describe(settings(&server)).await.unwrap();
-    assert_eq!(found.visibility_score, 91);
+    assert_eq!(found.visibility_score, Some(91));
     assert_eq!(server.calls(":generateContent").len(), 3);
 
     server.script(std::iter::repeat_n(Reply::Overloaded, 4));

@@ -4,7 +4,7 @@
 use anyhow::anyhow;
 use buybuddy_worker::{
     download::{self, DownloadError, Downloaded},
-    gemini::{GeminiError, Hints, ProductMetadata},
+    gemini::{GeminiError, Hints, Metadata},
     media::decode::{self, DecodeError, Frame, VideoInfo},
     postprocess::{self, Processed},
     storage::{Storage, StorageError},
@@ -30,7 +30,7 @@ const DEFAULT_PROMPT: &str = "product";
 struct Read {
     info: VideoInfo,
     frames: Vec<Frame>,
-    metadata: Option<ProductMetadata>,
+    metadata: Option<Metadata>,
 }
 
 pub(super) async fn run(ctx: &JobContext, job: &Video, keys: &JobMedia) -> Result<Value, JobError> {
@@ -163,11 +163,12 @@ async fn decode_and_describe(
 async fn prompt(
     ctx: &JobContext,
     res: &Resources,
-    metadata: Option<&ProductMetadata>,
+    metadata: Option<&Metadata>,
     catalog_name: Option<&str>,
 ) -> Result<String, JobError> {
-    let prompt = match (metadata, catalog_name.map(str::trim)) {
-        (Some(found), _) => found.grounding_prompt.clone(),
+    let from_gemini = metadata.and_then(|found| found.grounding_prompt.clone());
+    let prompt = match (from_gemini, catalog_name.map(str::trim)) {
+        (Some(prompt), _) => prompt,
         (None, Some(name)) if !name.is_empty() => name.to_owned(),
         _ => DEFAULT_PROMPT.to_owned(),
     };
@@ -305,7 +306,7 @@ async fn persist(
     job: &Video,
     keys: &JobMedia,
     found: &[(usize, Processed)],
-    metadata: Option<ProductMetadata>,
+    metadata: Option<Metadata>,
     prompt: String,
     info: VideoInfo,
 ) -> Result<Value, JobError> {
@@ -331,7 +332,7 @@ async fn persist(
             job_id: ctx.job_id,
             barcode: job.barcode.clone(),
             video_id: job.video_id,
-            grounding_prompt: metadata.as_ref().map(|m| m.grounding_prompt.clone()),
+            grounding_prompt: metadata.as_ref().and_then(|m| m.grounding_prompt.clone()),
             metadata: metadata.clone(),
             frames_path: frames_url.clone(),
         },
@@ -399,7 +400,7 @@ fn describe(info: &VideoInfo, sampled: usize) -> String {
     )
 }
 
-fn describe_metadata(found: &ProductMetadata) -> String {
+fn describe_metadata(found: &Metadata) -> String {
     let brand = found
         .brand_name
         .as_deref()
@@ -407,7 +408,9 @@ fn describe_metadata(found: &ProductMetadata) -> String {
         .unwrap_or_default();
     format!(
         "Gemini: {}{brand}; segmentation prompt {:?}; visibility {}/100",
-        found.product_name, found.grounding_prompt, found.visibility_score
+        found.product_name.as_deref().unwrap_or("(no name)"),
+        found.grounding_prompt.as_deref().unwrap_or_default(),
+        found.visibility_score.unwrap_or_default()
     )
 }
 

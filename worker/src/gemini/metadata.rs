@@ -3,7 +3,6 @@
 //! into typed fields or a clear refusal. Nothing half-valid gets through: one bad
 //! field rejects the whole answer.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 /// Longest name-like field (brand, product name, category, ...), in characters.
@@ -15,24 +14,9 @@ pub const MAX_CLAIMS: usize = 40;
 /// Most nutrition facts kept for one product.
 pub const MAX_NUTRITION_FACTS: usize = 60;
 
-/// Catalog metadata of one product, as read from its video.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProductMetadata {
-    pub brand_name: Option<String>,
-    pub sub_brand: Option<String>,
-    pub product_name: String,
-    pub variant_flavor: Option<String>,
-    pub category: Option<String>,
-    pub container_type: Option<String>,
-    pub net_quantity: Option<String>,
-    /// Nutrient name to value as printed (numbers or strings), possibly empty.
-    pub nutrition_facts: Map<String, Value>,
-    pub claims: Vec<String>,
-    /// A short noun phrase naming the object, for the segmenter.
-    pub grounding_prompt: String,
-    /// How well the product can be seen in the video, 0 to 100.
-    pub visibility_score: i32,
-}
+/// Catalog metadata of one product: Gemini's validated answer always has a
+/// product name, a grounding prompt and a visibility score.
+pub use buybuddy_domain::Metadata;
 
 /// What is known of the product before Gemini looks at it.
 #[derive(Debug, Clone, Default)]
@@ -136,41 +120,39 @@ pub enum MetadataError {
     Schema(String),
 }
 
-impl ProductMetadata {
-    /// Parses and validates the text of an answer.
-    pub fn from_answer(text: &str) -> Result<Self, MetadataError> {
-        let value: Value = serde_json::from_str(text.trim()).map_err(|e| {
-            let shown: String = text.trim().chars().take(80).collect();
-            MetadataError::NotJson(format!("{e}; it starts with {shown:?}"))
-        })?;
-        Self::from_value(&value).map_err(MetadataError::Schema)
-    }
+/// Parses and validates the text of an answer.
+pub fn from_answer(text: &str) -> Result<Metadata, MetadataError> {
+    let value: Value = serde_json::from_str(text.trim()).map_err(|e| {
+        let shown: String = text.trim().chars().take(80).collect();
+        MetadataError::NotJson(format!("{e}; it starts with {shown:?}"))
+    })?;
+    from_value(&value).map_err(MetadataError::Schema)
+}
 
-    /// Validates a parsed answer: types, ranges and lengths; strings trimmed,
-    /// empty ones read as absent.
-    pub fn from_value(value: &Value) -> Result<Self, String> {
-        let object = value
-            .as_object()
-            .ok_or_else(|| format!("expected an object, got {}", kind(value)))?;
-        let optional = |name: &str| optional_text(object, name, MAX_FIELD_CHARS);
-        let product_name = optional("product_name")?
-            .ok_or_else(|| "product_name is missing or empty".to_owned())?;
-        let grounding_prompt = optional_text(object, "grounding_prompt", MAX_PROMPT_CHARS)?
-            .ok_or_else(|| "grounding_prompt is missing or empty".to_owned())?;
-        Ok(Self {
-            brand_name: optional("brand_name")?,
-            sub_brand: optional("sub_brand")?,
-            product_name,
-            variant_flavor: optional("variant_flavor")?,
-            category: optional("category")?,
-            container_type: optional("container_type")?,
-            net_quantity: optional("net_quantity")?,
-            nutrition_facts: nutrition_facts(object.get("nutrition_facts"))?,
-            claims: claims(object.get("claims"))?,
-            grounding_prompt,
-            visibility_score: visibility_score(object.get("visibility_score"))?,
-        })
-    }
+/// Validates a parsed answer: types, ranges and lengths; strings trimmed,
+/// empty ones read as absent.
+pub fn from_value(value: &Value) -> Result<Metadata, String> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| format!("expected an object, got {}", kind(value)))?;
+    let optional = |name: &str| optional_text(object, name, MAX_FIELD_CHARS);
+    let product_name =
+        optional("product_name")?.ok_or_else(|| "product_name is missing or empty".to_owned())?;
+    let grounding_prompt = optional_text(object, "grounding_prompt", MAX_PROMPT_CHARS)?
+        .ok_or_else(|| "grounding_prompt is missing or empty".to_owned())?;
+    Ok(Metadata {
+        brand_name: optional("brand_name")?,
+        sub_brand: optional("sub_brand")?,
+        product_name: Some(product_name),
+        variant_flavor: optional("variant_flavor")?,
+        category: optional("category")?,
+        container_type: optional("container_type")?,
+        net_quantity: optional("net_quantity")?,
+        nutrition_facts: nutrition_facts(object.get("nutrition_facts"))?,
+        claims: claims(object.get("claims"))?,
+        grounding_prompt: Some(grounding_prompt),
+        visibility_score: Some(visibility_score(object.get("visibility_score"))?),
+    })
 }
 
 fn optional_text(
@@ -320,9 +302,9 @@ mod tests {
 
     #[test]
     fn a_good_answer_is_cleaned_into_fields() {
-        let m = ProductMetadata::from_value(&answer()).unwrap();
+        let m = from_value(&answer()).unwrap();
         assert_eq!(m.brand_name.as_deref(), Some("Fizzo"));
-        assert_eq!(m.product_name, "Fizzo Cola");
+        assert_eq!(m.product_name.as_deref(), Some("Fizzo Cola"));
         assert_eq!(m.sub_brand, None);
         assert_eq!(m.variant_flavor, None, "empty strings read as absent");
         assert_eq!(m.claims, vec!["no preservatives"]);
@@ -330,7 +312,7 @@ mod tests {
             Value::Object(m.nutrition_facts),
             json!({ "energy_kcal": 42, "sugars": "10.6 g" })
         );
-        assert_eq!(m.visibility_score, 87);
+        assert_eq!(m.visibility_score, Some(87));
     }
 
     #[test]
@@ -356,13 +338,13 @@ mod tests {
         for (field, bad, expected) in cases {
             let mut value = answer();
             value[field] = bad.clone();
-            let error = ProductMetadata::from_value(&value).unwrap_err();
+            let error = from_value(&value).unwrap_err();
             assert!(
                 error.contains(expected),
                 "{field} = {bad}: {error:?} does not say {expected:?}"
             );
         }
-        let error = ProductMetadata::from_value(&json!([answer()])).unwrap_err();
+        let error = from_value(&json!([answer()])).unwrap_err();
         assert!(error.contains("expected an object"), "{error}");
     }
 
@@ -370,14 +352,14 @@ mod tests {
     fn text_that_is_not_json_is_refused() {
         let truncated = r#"{"brand_name": "Fizzo", "product_na"#;
         assert!(matches!(
-            ProductMetadata::from_answer(truncated),
+            from_answer(truncated),
             Err(MetadataError::NotJson(_))
         ));
         assert!(matches!(
-            ProductMetadata::from_answer("Sure! Here is the JSON you asked for."),
+            from_answer("Sure! Here is the JSON you asked for."),
             Err(MetadataError::NotJson(_))
         ));
-        assert!(ProductMetadata::from_answer(&answer().to_string()).is_ok());
+        assert!(from_answer(&answer().to_string()).is_ok());
     }
 
     #[test]
@@ -395,7 +377,7 @@ mod tests {
             assert!(required.contains(&name.as_str()), "{name}");
         }
         // An answer built from the schema's own field list validates.
-        assert!(ProductMetadata::from_value(&answer()).is_ok());
+        assert!(from_value(&answer()).is_ok());
     }
 
     #[test]

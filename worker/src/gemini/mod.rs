@@ -28,7 +28,7 @@ use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 
 use crate::retry::{self, Backoff, Retried, Try};
-pub use metadata::{Hints, ProductMetadata};
+pub use metadata::{Hints, Metadata};
 use wire::{ErrorBody, GenerateContentResponse, answer_text, parse_json, retry_delay};
 pub use wire::{RemoteFile, Status};
 
@@ -203,7 +203,7 @@ impl Gemini {
         video: &Path,
         mime_type: &str,
         hints: &Hints,
-    ) -> Result<ProductMetadata, GeminiError> {
+    ) -> Result<Metadata, GeminiError> {
         let size = tokio::fs::metadata(video).await?.len();
         if size <= self.settings.inline_limit {
             let bytes = tokio::fs::read(video).await?;
@@ -239,11 +239,7 @@ impl Gemini {
     }
 
     /// Asks the model and validates its answer.
-    async fn generate(
-        &self,
-        video: &VideoPart,
-        hints: &Hints,
-    ) -> Result<ProductMetadata, GeminiError> {
+    async fn generate(&self, video: &VideoPart, hints: &Hints) -> Result<Metadata, GeminiError> {
         let body = json!({
             "contents": [{
                 "role": "user",
@@ -272,7 +268,7 @@ impl Gemini {
             })
             .await?;
         let text = answer_text(answer)?;
-        Ok(ProductMetadata::from_answer(&text)?)
+        Ok(metadata::from_answer(&text)?)
     }
 
     /// Looks up the configured model, which checks the key and the model name.
