@@ -16,6 +16,7 @@ mod pages;
 mod queue;
 mod sam3;
 mod sql;
+mod statuses;
 mod sync;
 mod video;
 mod web;
