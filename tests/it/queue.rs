@@ -316,14 +316,30 @@ async fn claimed_jobs_waiting_behind_a_long_one_are_not_taken_for_orphans() {
 #[tokio::test]
 async fn two_worker_processes_complete_500_jobs_exactly_once() {
     let db = TestDb::new().await;
-    let jobs = (0..500)
-        .map(|_| Enqueue::from(JobSpec::Noop(Noop {})))
-        .collect();
-    queue::enqueue(&db.pool, DEFAULT_QUEUE, jobs).await.unwrap();
     let workers = [
         Process::worker(&db.url, &["--concurrency", "16"]),
         Process::worker(&db.url, &["--concurrency", "16"]),
     ];
+    // Both take work before any is queued: a worker that starts first could
+    // otherwise drain all 500 before the other one looks.
+    eventually(
+        Duration::from_secs(30),
+        "both workers to serve the noop lane",
+        || async {
+            let serving: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM apalis.workers WHERE worker_type = 'buybuddy:noop'",
+            )
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            (serving >= 2).then_some(())
+        },
+    )
+    .await;
+    let jobs = (0..500)
+        .map(|_| Enqueue::from(JobSpec::Noop(Noop {})))
+        .collect();
+    queue::enqueue(&db.pool, DEFAULT_QUEUE, jobs).await.unwrap();
     eventually(Duration::from_secs(60), "500 completed jobs", || async {
         let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'completed'")
             .fetch_one(&db.pool)
