@@ -6,7 +6,7 @@ use buybuddy_worker::retry::Backoff;
 
 use crate::{
     config::{DbArgs, PipelineArgs, StorageArgs, parse_duration},
-    jobs::{KINDS, Resources, parse_kinds},
+    jobs::{Resources, parse_kinds},
     queue::{
         DEFAULT_QUEUE,
         worker::{self, WorkerConfig, backoff_settings},
@@ -141,14 +141,10 @@ fn parse_kind_timeout(value: &str) -> Result<(String, Duration), String> {
     let (kind, duration) = value
         .split_once('=')
         .ok_or_else(|| format!("expected KIND=DURATION, e.g. video=30m, not {value:?}"))?;
-    let kind = kind.trim();
-    if !KINDS.contains(&kind) {
-        return Err(format!(
-            "unknown job kind {kind:?}; kinds are {}",
-            KINDS.join(", ")
-        ));
-    }
-    Ok((kind.to_owned(), parse_duration(duration.trim())?))
+    Ok((
+        parse_kind(kind)?.to_owned(),
+        parse_duration(duration.trim())?,
+    ))
 }
 
 /// The libtorch this worker runs SAM 3 with, and the GPUs it reaches.
