@@ -284,6 +284,9 @@ async fn drive(
     shutdown: &CancellationToken,
     names: &[String],
 ) -> Ended {
+    if shutdown.is_cancelled() {
+        return Ended::Shutdown;
+    }
     if let Err(error) = db::workers::register(pool, &lane.queue, &lane.name).await {
         return Ended::Failed(format!("registering the worker: {error}"));
     }
@@ -312,6 +315,16 @@ async fn drive(
 
     let mut failure: Option<String> = None;
     let mut deadline: Option<tokio::time::Instant> = None;
+    // apalis refuses to stop a worker it has not started yet (and panics when a
+    // closing worker is stopped twice): a stop asked for before the start is
+    // made when the start is seen.
+    let mut stop_wanted = false;
+    let mut stopped = false;
+    let stop = |stopped: &mut bool| {
+        if !*stopped {
+            *stopped = ctx.stop().is_ok();
+        }
+    };
     loop {
         tokio::select! {
             event = events.next() => match event {
@@ -324,12 +337,16 @@ async fn drive(
                 }
                 Some(Ok(Event::Start)) => {
                     tracing::info!(worker = ctx.name(), queue = %lane.queue, "worker started");
+                    if stop_wanted {
+                        stop(&mut stopped);
+                    }
                 }
                 Some(Ok(_)) => {}
                 Some(Err(error)) => {
                     // Stop taking work; in-flight jobs finish, then the stream ends.
                     failure.get_or_insert_with(|| error.to_string());
-                    let _ = ctx.stop();
+                    stop_wanted = true;
+                    stop(&mut stopped);
                 }
             },
             _ = shutdown.cancelled(), if deadline.is_none() => {
@@ -339,7 +356,8 @@ async fn drive(
                     "shutting down: finishing in-flight jobs"
                 );
                 deadline = Some(tokio::time::Instant::now() + config.shutdown_grace);
-                let _ = ctx.stop();
+                stop_wanted = true;
+                stop(&mut stopped);
             }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
                 if deadline.is_some() =>

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use buybuddy::{
     db::{self, jobs::Cancel},
     jobs::{JobSpec, crash::Crash, fail::Fail, noop::Noop, sleep::Sleep},
-    queue::{self, DEFAULT_QUEUE, Enqueue},
+    queue::{self, DEFAULT_QUEUE, Enqueue, worker},
 };
 use chrono::{DateTime, Utc};
 use common::*;
 use nix::sys::signal::Signal;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 async fn push(pool: &sqlx::PgPool, spec: JobSpec, max_attempts: Option<u32>) -> Uuid {
@@ -535,6 +536,26 @@ async fn sigterm_lets_the_in_flight_job_finish() {
     let exit = worker.wait(Duration::from_secs(10)).await;
     assert!(exit.success(), "{exit:?}\n{}", worker.output());
     assert_eq!(status(&db.pool, id).await, "completed");
+}
+
+#[tokio::test]
+async fn a_worker_stopped_while_its_lanes_start_stops_at_once() {
+    // A shutdown that arrives before a lane's apalis worker has started must
+    // still stop that lane, not leave it running until the grace period ends.
+    let db = TestDb::new().await;
+    for _ in 0..5 {
+        let mut config = worker_config();
+        config.shutdown_grace = Duration::from_secs(30);
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let began = Instant::now();
+        let run = worker::run(config, db.pool.clone(), shutdown);
+        tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the worker stops without waiting out its grace period")
+            .unwrap();
+        assert!(began.elapsed() < Duration::from_secs(10));
+    }
 }
 
 #[tokio::test]
