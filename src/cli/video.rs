@@ -95,6 +95,7 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     Barcode::parse(&args.barcode)?;
     let (_, pool) = super::open_database(&args.db, &[]).await?;
     let resources = Resources::from_args(&args.db.data_dir, &args.storage, &args.pipeline).await?;
+    resources.check_gemini().await?;
     // A one-job worker on a queue of its own runs the job exactly as a worker
     // would, attempt and events included, without waiting for one.
     let queue = format!(

@@ -87,6 +87,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut resources =
         Resources::from_args(&args.db.data_dir, &args.storage, &args.pipeline).await?;
     resources.enable_crash_jobs = args.enable_crash_jobs;
+    if args.kinds.is_empty()
+        || args
+            .kinds
+            .contains(&<crate::jobs::video::Video as crate::jobs::Job>::KIND)
+    {
+        resources.check_gemini().await?;
+    }
     tracing::info!(
         storage = %resources.storage.as_ref().map_or_else(String::new, |s| s.describe()),
         segmenter = resources.segmenter.as_ref().map_or("none", |s| s.name()),

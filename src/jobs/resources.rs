@@ -9,7 +9,7 @@
 
 use std::{path::PathBuf, sync::Arc};
 
-use anyhow::anyhow;
+use anyhow::{Context as _, anyhow};
 use buybuddy_worker::{
     download,
     gemini::Gemini,
@@ -98,6 +98,29 @@ impl Resources {
             },
             enable_crash_jobs: false,
         })
+    }
+
+    /// Asks Gemini for the configured model before the first job, so a wrong
+    /// key or an unknown or retired model stops the process at start instead
+    /// of failing every job. A Gemini that cannot be reached just now is only
+    /// a warning: jobs retry it.
+    pub async fn check_gemini(&self) -> anyhow::Result<()> {
+        let Some(gemini) = &self.gemini else {
+            return Ok(());
+        };
+        match gemini.check_model().await {
+            Ok(()) => Ok(()),
+            Err(error) if error.is_transient() => {
+                tracing::warn!(
+                    model = %gemini.settings().model,
+                    %error,
+                    "Gemini could not be asked about the model; jobs will try again"
+                );
+                Ok(())
+            }
+            Err(error) => Err(anyhow!(error))
+                .context("checking the Gemini model (GEMINI_MODEL, GEMINI_API_KEY)"),
+        }
     }
 
     /// Object storage, or a clear refusal on a worker without it.

@@ -14,7 +14,7 @@ use buybuddy_worker::{
     retry::Backoff,
 };
 use common::{
-    TestDb,
+    Process, TestDb,
     gemini::{API_KEY, FakeGemini, Reply, fizzo_cola},
     process_command, sample_video,
 };
@@ -380,6 +380,74 @@ async fn the_model_check_catches_a_wrong_key() {
     .await
     .unwrap_err();
     assert!(error.to_string().contains("API key not valid"), "{error}");
+}
+
+#[tokio::test]
+async fn the_model_check_names_an_unknown_or_retired_model_and_the_default() {
+    let server = FakeGemini::start().await;
+    for model in ["retired-flash", "embedding-model"] {
+        let error = client(Settings {
+            model: model.into(),
+            ..settings(&server)
+        })
+        .check_model()
+        .await
+        .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains(model), "{message}");
+        assert!(
+            message.contains(buybuddy_worker::gemini::DEFAULT_MODEL),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_retired_model_stops_process_before_any_work() {
+    let db = TestDb::new().await;
+    let server = FakeGemini::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let video = sample_video(dir.path(), "sample.mp4", 12);
+    let storage = dir.path().join("storage");
+    let output = process_command(&db, &video, "8690000000002", 4, &storage)
+        .env("GEMINI_API_KEY", API_KEY)
+        .env("GEMINI_BASE_URL", &server.url)
+        .env("GEMINI_MODEL", "retired-flash")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("\"retired-flash\""), "{stderr}");
+    assert!(stderr.contains("GEMINI_MODEL"), "{stderr}");
+    assert!(server.videos().is_empty(), "no video was sent");
+    let products: i64 = sqlx::query_scalar("SELECT count(*) FROM products")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(products, 0, "nothing was written");
+}
+
+#[tokio::test]
+async fn a_worker_with_a_retired_model_refuses_to_start() {
+    let db = TestDb::new().await;
+    let server = FakeGemini::start().await;
+    let mut worker = Process::spawn_with(
+        &db.url,
+        &["worker"],
+        &[
+            ("GEMINI_API_KEY", API_KEY),
+            ("GEMINI_BASE_URL", &server.url),
+            ("GEMINI_MODEL", "retired-flash"),
+        ],
+    );
+    let exit = worker.wait(Duration::from_secs(30)).await;
+    assert!(!exit.success());
+    let log = worker.output();
+    assert!(
+        log.contains("retired-flash") && log.contains("GEMINI_MODEL"),
+        "{log}"
+    );
 }
 
 /// Runs `buybuddy process` on a sample video with Gemini at `gemini`.

@@ -495,6 +495,25 @@ async fn models(
         return refused;
     }
     if method == Method::GET && !rest.contains(':') {
+        // As the API answers for a name it does not serve, unknown or shut down.
+        if rest.starts_with("missing") || rest.starts_with("retired") {
+            return status(
+                404,
+                "NOT_FOUND",
+                &format!(
+                    "models/{rest} is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods."
+                ),
+                json!([]),
+            );
+        }
+        if rest.starts_with("embedding") {
+            return Json(json!({
+                "name": format!("models/{rest}"),
+                "displayName": rest,
+                "supportedGenerationMethods": ["embedContent"]
+            }))
+            .into_response();
+        }
         return Json(json!({
             "name": format!("models/{rest}"),
             "displayName": rest,

@@ -367,10 +367,16 @@ pub struct Process {
 impl Process {
     /// Starts `buybuddy <args>` against a database; its output goes to a log file.
     pub fn spawn(url: &Secret, args: &[&str]) -> Self {
+        Self::spawn_with(url, args, &[])
+    }
+
+    /// The same, with extra environment variables.
+    pub fn spawn_with(url: &Secret, args: &[&str], env: &[(&str, &str)]) -> Self {
         let log = std::env::temp_dir().join(format!("buybuddy-test-{}.log", Uuid::new_v4()));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(binary())
             .args(args)
+            .envs(env.iter().copied())
             .env("DATABASE_URL", url.expose())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

@@ -32,8 +32,10 @@ pub use metadata::{Hints, Metadata};
 use wire::{ErrorBody, GenerateContentResponse, answer_text, parse_json, retry_delay};
 pub use wire::{RemoteFile, Status};
 
-/// The model asked when none is configured.
-pub const DEFAULT_MODEL: &str = "gemini-2.5-flash";
+/// The model asked when none is configured: the stable 3.x Flash model.
+/// `gemini-2.5-flash` was shut down on 2026-12-01 (Google's deprecations page,
+/// <https://ai.google.dev/gemini-api/docs/deprecations>).
+pub const DEFAULT_MODEL: &str = "gemini-3.5-flash";
 /// The public endpoint.
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 const API_VERSION: &str = "v1beta";
@@ -101,6 +103,15 @@ pub enum GeminiError {
         status: u16,
         reason: String,
         message: String,
+    },
+    /// The model is not served (unknown, retired) or cannot generate content.
+    #[error(
+        "Gemini does not serve the model {model:?} for generateContent (unknown or retired); \
+         set GEMINI_MODEL to a current model such as {default:?}"
+    )]
+    UnknownModel {
+        model: String,
+        default: &'static str,
     },
     #[error("Gemini was still refusing after {attempts} attempts; last: {last}")]
     GaveUp { attempts: u32, last: String },
@@ -271,14 +282,39 @@ impl Gemini {
         Ok(metadata::from_answer(&text)?)
     }
 
-    /// Looks up the configured model, which checks the key and the model name.
+    /// Looks up the configured model, which checks the key and the model name,
+    /// and that the model answers `generateContent` (what the video job asks).
     pub async fn check_model(&self) -> Result<(), GeminiError> {
-        let url = self.url(&format!("{API_VERSION}/models/{}", self.settings.model));
-        self.retrying("model lookup", || async {
-            self.send(self.request(Method::GET, &url)).await?;
-            Ok(())
-        })
-        .await
+        let model = &self.settings.model;
+        let url = self.url(&format!("{API_VERSION}/models/{model}"));
+        let found: Value = self
+            .retrying("model lookup", || async {
+                let answer = self.send(self.request(Method::GET, &url)).await?;
+                parse_json(&answer.body).map_err(Failure::Fatal)
+            })
+            .await
+            .map_err(|error| match error {
+                GeminiError::Api { status: 404, .. } => GeminiError::UnknownModel {
+                    model: model.clone(),
+                    default: DEFAULT_MODEL,
+                },
+                other => other,
+            })?;
+        let methods = found
+            .get("supportedGenerationMethods")
+            .and_then(Value::as_array);
+        let generates = methods.is_none_or(|methods| {
+            methods
+                .iter()
+                .any(|m| m.as_str() == Some("generateContent"))
+        });
+        if !generates {
+            return Err(GeminiError::UnknownModel {
+                model: model.clone(),
+                default: DEFAULT_MODEL,
+            });
+        }
+        Ok(())
     }
 
     fn url(&self, path: &str) -> String {
