@@ -43,7 +43,39 @@ impl Segmenter for ClassicSegmenter {
     }
 
     fn segment(&self, frames: &[RgbImage], _prompt: &str) -> anyhow::Result<Vec<GrayImage>> {
-        let small: Vec<Plane> = frames.iter().map(|f| self.reduce(f)).collect();
+        let masks = self.segment_at(frames, self.working_size);
+        // A product far away covers few working pixels, and a pixel's error at
+        // its edge costs much of its area: look again at twice the detail.
+        let longest = frames
+            .iter()
+            .map(|f| f.width().max(f.height()))
+            .max()
+            .unwrap_or(0);
+        let small_share = median_height_share(&masks);
+        if small_share < 0.3 && longest > self.working_size {
+            return Ok(self.segment_at(frames, (self.working_size * 2).min(longest)));
+        }
+        Ok(masks)
+    }
+}
+
+/// The median, over frames with a product, of its height as a share of the frame's.
+fn median_height_share(masks: &[GrayImage]) -> f32 {
+    let mut shares: Vec<f32> = masks
+        .iter()
+        .filter_map(|m| super::bounding_box(m).map(|b| b.height as f32 / m.height().max(1) as f32))
+        .collect();
+    if shares.is_empty() {
+        return 1.0;
+    }
+    let mid = shares.len() / 2;
+    *shares.select_nth_unstable_by(mid, f32::total_cmp).1
+}
+
+impl ClassicSegmenter {
+    /// Segments every frame on a working copy whose longer side is `size`.
+    fn segment_at(&self, frames: &[RgbImage], size: u32) -> Vec<GrayImage> {
+        let small: Vec<Plane> = frames.iter().map(|f| reduce(f, size)).collect();
         let fits: Vec<Fit> = small.iter().map(fit_background).collect();
         // One noise level for the whole video: more border pixels, steadier figure.
         let mut residuals: Vec<f32> = fits
@@ -52,15 +84,15 @@ impl Segmenter for ClassicSegmenter {
             .collect();
         let sigma = robust_sigma(&mut residuals).max(0.5);
         let threshold = (self.threshold_sigmas * sigma).max(self.min_contrast);
-        Ok(frames
+        frames
             .iter()
             .zip(small.iter().zip(&fits))
             .map(|(frame, (plane, fit))| {
-                let raw = foreground(plane, &fit.model, threshold);
-                let cleaned = clean(&raw);
+                let (raw, shadowy) = foreground(plane, fit, threshold);
+                let cleaned = clean(&raw, &shadowy);
                 enlarge(&cleaned, frame.width(), frame.height())
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -71,10 +103,11 @@ struct Plane {
     pixels: Vec<[f32; 3]>,
 }
 
-impl ClassicSegmenter {
-    fn reduce(&self, frame: &RgbImage) -> Plane {
+/// A working copy of a frame whose longer side is at most `size`.
+fn reduce(frame: &RgbImage, size: u32) -> Plane {
+    {
         let (w, h) = frame.dimensions();
-        let scale = (self.working_size as f32 / w.max(h) as f32).min(1.0);
+        let scale = (size as f32 / w.max(h) as f32).min(1.0);
         let (sw, sh) = (
             ((w as f32 * scale).round() as u32).max(8),
             ((h as f32 * scale).round() as u32).max(8),
@@ -102,126 +135,144 @@ impl ClassicSegmenter {
     }
 }
 
-/// A smooth background: per channel, c(u, v) = a + b·u + c·v + d·u² + e·uv + f·v²
-/// over coordinates scaled to [-0.5, 0.5].
+/// The background of one frame: colours read along the left and right borders,
+/// row by row, and blended across the picture along the edges' slope.
 #[derive(Debug, Clone)]
 struct Model {
-    coefficients: [[f32; 6]; 3],
+    left: Vec<[f32; 3]>,
+    right: Vec<[f32; 3]>,
+    /// Rows an edge drops from the left border to the right one.
+    shift: f32,
+    /// Centres of the two border strips, in columns.
+    from: f32,
+    to: f32,
 }
 
 impl Model {
-    fn at(&self, u: f32, v: f32) -> [f32; 3] {
-        let basis = basis(u, v);
-        self.coefficients
-            .map(|c| c.iter().zip(basis).map(|(c, b)| c * b).sum())
+    fn at(&self, x: f32, y: f32) -> [f32; 3] {
+        let f = ((x - self.from) / (self.to - self.from)).clamp(0.0, 1.0);
+        let l = sample(&self.left, y - f * self.shift);
+        let r = sample(&self.right, y + (1.0 - f) * self.shift);
+        [0, 1, 2].map(|c| l[c] * (1.0 - f) + r[c] * f)
     }
 }
 
-fn basis(u: f32, v: f32) -> [f32; 6] {
-    [1.0, u, v, u * u, u * v, v * v]
+/// A border's colour at a fractional row, clamped to the picture.
+fn sample(rows: &[[f32; 3]], y: f32) -> [f32; 3] {
+    let y = y.clamp(0.0, (rows.len() - 1) as f32);
+    let (i, t) = (y.floor() as usize, y.fract());
+    let j = (i + 1).min(rows.len() - 1);
+    [0, 1, 2].map(|c| rows[i][c] * (1.0 - t) + rows[j][c] * t)
 }
 
 struct Fit {
     model: Model,
-    /// Distances of the kept border pixels from the model.
+    /// Distances of the border pixels from the model: the strips' spread and
+    /// the misfit on the top and bottom borders.
     residuals: Vec<f32>,
+    /// Per row, the misfit's spread on the surface the row belongs to (the
+    /// wall's, from the top border, or the table's, from the bottom one).
+    roughness: Vec<f32>,
 }
 
-/// Fits the background to the frame's border ring, three rounds, dropping
-/// outliers (the product where it reaches the border) after each.
+/// Reads the background from the frame's borders.
 fn fit_background(plane: &Plane) -> Fit {
     let (w, h) = (plane.width, plane.height);
-    let ring = ((w.min(h) as f32 * 0.05).round() as usize).max(2);
-    let mut samples: Vec<(f32, f32, [f32; 3])> = Vec::new();
+    let strip = ((w.min(h) as f32 * 0.04).round() as usize).max(2);
+    let at = |x: usize, y: usize| plane.pixels[y * w + x];
+    let rows = |columns: std::ops::Range<usize>| -> Vec<[f32; 3]> {
+        (0..h)
+            .map(|y| {
+                let mut values: Vec<[f32; 3]> = columns.clone().map(|x| at(x, y)).collect();
+                median(&mut values)
+            })
+            .collect()
+    };
+    let left = rows(0..strip);
+    let right = rows(w - strip..w);
+    let shift = edge_shift(&left, &right, (w as f32 * 0.08).ceil() as usize);
+    let model = Model {
+        left,
+        right,
+        shift: shift as f32,
+        from: strip as f32 / 2.0,
+        to: (w - strip) as f32 + strip as f32 / 2.0,
+    };
+    let mut residuals = Vec::new();
     for y in 0..h {
-        for x in 0..w {
-            if x < ring || y < ring || x >= w - ring || y >= h - ring {
-                let (u, v) = (x as f32 / w as f32 - 0.5, y as f32 / h as f32 - 0.5);
-                samples.push((u, v, plane.pixels[y * w + x]));
+        for x in (0..strip).chain(w - strip..w) {
+            let side = if x < strip { &model.left } else { &model.right };
+            residuals.push(distance(&at(x, y), &side[y]));
+        }
+    }
+    // The top and bottom borders: the misfit of the model where it guessed.
+    // Each says how rough its surface is (a table's grain, a wall's texture).
+    let mut misfit = |rows: std::ops::Range<usize>| {
+        let mut own = Vec::new();
+        for y in rows {
+            for x in strip..w - strip {
+                own.push(distance(&at(x, y), &model.at(x as f32 + 0.5, y as f32)));
             }
         }
-    }
-    let mut model = solve(&samples);
-    for _ in 0..3 {
-        let distances: Vec<f32> = samples
-            .iter()
-            .map(|(u, v, p)| distance(p, &model.at(*u, *v)))
-            .collect();
-        let sigma = robust_sigma(&mut distances.clone()).max(0.5);
-        let limit = (4.0 * sigma).max(6.0);
-        let kept: Vec<(f32, f32, [f32; 3])> = samples
-            .iter()
-            .zip(&distances)
-            .filter(|(_, d)| **d <= limit)
-            .map(|(s, _)| *s)
-            .collect();
-        // Too much of the ring rejected: the product fills the picture's edge;
-        // keep the last model rather than fit to a handful of pixels.
-        if kept.len() < samples.len() / 4 {
-            break;
-        }
-        samples = kept;
-        model = solve(&samples);
-    }
-    let residuals = samples
-        .iter()
-        .map(|(u, v, p)| distance(p, &model.at(*u, *v)))
+        residuals.extend_from_slice(&own);
+        robust_sigma(&mut own)
+    };
+    let rough_top = misfit(0..strip);
+    let rough_bottom = misfit(h - strip..h);
+    let (top_colour, bottom_colour) = (model.left[0], model.left[h - 1]);
+    let roughness = (0..h)
+        .map(|y| {
+            let c = &model.left[y];
+            if distance(c, &top_colour) <= distance(c, &bottom_colour) {
+                rough_top
+            } else {
+                rough_bottom
+            }
+        })
         .collect();
-    Fit { model, residuals }
+    Fit {
+        model,
+        residuals,
+        roughness,
+    }
 }
 
-/// Least squares per channel through the normal equations (6 unknowns).
-fn solve(samples: &[(f32, f32, [f32; 3])]) -> Model {
-    let mut ata = [[0f64; 6]; 6];
-    let mut atb = [[0f64; 6]; 3];
-    for (u, v, p) in samples {
-        let b = basis(*u, *v);
-        for i in 0..6 {
-            for j in 0..6 {
-                ata[i][j] += f64::from(b[i] * b[j]);
-            }
-            for c in 0..3 {
-                atb[c][i] += f64::from(b[i] * p[c]);
+/// The row offset that best lines up the right border's colours with the
+/// left's (a tilted edge between wall and table), preferring no offset.
+fn edge_shift(left: &[[f32; 3]], right: &[[f32; 3]], most: usize) -> i32 {
+    let h = left.len() as i32;
+    let most = most.min(left.len() / 4) as i32;
+    let cost = |s: i32| {
+        let (mut sum, mut n) = (0f32, 0usize);
+        for y in 0..h {
+            let z = y + s;
+            if (0..h).contains(&z) {
+                sum += distance(&left[y as usize], &right[z as usize]);
+                n += 1;
             }
         }
-    }
-    let coefficients = atb.map(|rhs| gauss(ata, rhs).map(|x| x as f32));
-    Model { coefficients }
+        sum / n.max(1) as f32 + 0.02 * s.abs() as f32
+    };
+    (-most..=most)
+        .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
+        .unwrap_or(0)
 }
 
-/// Solves a 6x6 system by Gaussian elimination with partial pivoting; a
-/// singular system (too few distinct positions) falls back to a flat model.
-fn gauss(mut a: [[f64; 6]; 6], mut b: [f64; 6]) -> [f64; 6] {
-    for col in 0..6 {
-        let pivot = (col..6)
-            .max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))
-            .expect("non-empty range");
-        if a[pivot][col].abs() < 1e-9 {
-            let mean = b[0] / a[0][0].max(1.0);
-            return [mean, 0.0, 0.0, 0.0, 0.0, 0.0];
-        }
-        a.swap(col, pivot);
-        b.swap(col, pivot);
-        for row in col + 1..6 {
-            let factor = a[row][col] / a[col][col];
-            let pivot_row = a[col];
-            for (value, above) in a[row].iter_mut().zip(pivot_row).skip(col) {
-                *value -= factor * above;
-            }
-            b[row] -= factor * b[col];
-        }
-    }
-    let mut x = [0f64; 6];
-    for row in (0..6).rev() {
-        let rest: f64 = (row + 1..6).map(|k| a[row][k] * x[k]).sum();
-        x[row] = (b[row] - rest) / a[row][row];
-    }
-    x
+/// The per-channel median of some colours.
+fn median(values: &mut [[f32; 3]]) -> [f32; 3] {
+    let mid = values.len() / 2;
+    [0, 1, 2].map(|c| {
+        let (_, m, _) = values.select_nth_unstable_by(mid, |a, b| a[c].total_cmp(&b[c]));
+        m[c]
+    })
 }
 
 fn distance(a: &[f32; 3], b: &[f32; 3]) -> f32 {
     ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
 }
+
+/// How far past a surface's own misfit spread a pixel must be to count.
+const ROUGHNESS_SIGMAS: f32 = 4.5;
 
 /// The noise's standard deviation from distances to the model: the median
 /// distance of three-channel Gaussian noise is about 1.54 sigma.
@@ -234,26 +285,67 @@ fn robust_sigma(distances: &mut [f32]) -> f32 {
     *median / 1.54
 }
 
-fn foreground(plane: &Plane, model: &Model, threshold: f32) -> Binary {
+/// Pixels unlike the background, and among them those that are the
+/// background darkened with its colour kept (what a shadow does).
+/// A rough surface raises the bar on its rows.
+fn foreground(plane: &Plane, fit: &Fit, threshold: f32) -> (Binary, Binary) {
     let (w, h) = (plane.width, plane.height);
-    let mut mask = Binary::new(w, h);
+    let model = &fit.model;
+    let mut unlike = Binary::new(w, h);
+    let mut shadowy = Binary::new(w, h);
     for y in 0..h {
+        let threshold = threshold.max(ROUGHNESS_SIGMAS * fit.roughness[y]);
         for x in 0..w {
-            let (u, v) = (x as f32 / w as f32 - 0.5, y as f32 / h as f32 - 0.5);
-            mask.data[y * w + x] = distance(&plane.pixels[y * w + x], &model.at(u, v)) > threshold;
+            let p = &plane.pixels[y * w + x];
+            let b = model.at(x as f32 + 0.5, y as f32);
+            if distance(p, &b) <= threshold {
+                continue;
+            }
+            unlike.data[y * w + x] = true;
+            let bb: f32 = b.iter().map(|c| c * c).sum::<f32>().max(1.0);
+            let gain = p.iter().zip(&b).map(|(p, b)| p * b).sum::<f32>() / bb;
+            let dimmed = b.map(|c| c * gain);
+            shadowy.data[y * w + x] =
+                (0.4..1.0).contains(&gain) && distance(p, &dimmed) <= threshold * 0.6;
         }
     }
-    mask
+    (unlike, shadowy)
 }
 
-/// Closes gaps, fills holes, removes specks and keeps the product's component.
-fn clean(raw: &Binary) -> Binary {
+/// Closes gaps, fills holes, removes specks and cast shadows, and keeps the
+/// product's component.
+fn clean(raw: &Binary, shadowy: &Binary) -> Binary {
     let min_area = (raw.width * raw.height / 500).max(4);
-    raw.close(2)
-        .fill_holes()
+    let first = raw.close(2).fill_holes().open(1);
+    let Some((_, top, _, bottom)) = first.keep_product(min_area).extent() else {
+        return first;
+    };
+    // A shadow on the table is seen at a grazing angle: a flat patch low on
+    // the object. Shadow-coloured parts that stand up (the shaded side of a
+    // white box) stay.
+    // It lies beside the product, where the object's upper half does not
+    // reach, or is a thin seam under its base.
+    let tall = (bottom + 1 - top) as f32;
+    let upper = (0..first.width)
+        .filter(|&x| (top..top + (bottom - top) / 2).any(|y| first.data[y * first.width + x]))
+        .fold((usize::MAX, 0), |(a, b), x| (a.min(x), b.max(x)));
+    let patches = shadowy.and(&first).open(1).components();
+    let flat = patches.only(|i| {
+        let part = &patches.parts[i];
+        let beside = part.x0 < upper.0.saturating_sub(part.width() / 4)
+            || part.x1 > upper.1 + part.width() / 4;
+        let seam = part.height() as f32 <= tall * 0.05;
+        part.height() as f32 <= tall * 0.22
+            && part.y0 as f32 >= top as f32 + tall * 0.55
+            && part.width() >= part.height()
+            && (beside || seam)
+    });
+    first
+        .minus(&flat)
         .open(1)
         .keep_product(min_area)
-        .fill_holes()
+        .fill_rows()
+        .extend_to_base()
 }
 
 /// Scales a working mask to the frame's size with smooth, sub-pixel edges:

@@ -3,6 +3,7 @@
 //! configured, `classic` on machines without one.
 
 pub mod classic;
+pub mod measure;
 mod morphology;
 #[cfg(feature = "sam3")]
 pub mod sam3;

@@ -107,27 +107,124 @@ impl Binary {
     /// components near the picture's centre counting more than those at its edge.
     /// Components smaller than `min_area` pixels never count.
     pub fn keep_product(&self, min_area: usize) -> Self {
+        let (w, h) = (self.width as f64, self.height as f64);
+        let components = self.components();
+        let best = components
+            .parts
+            .iter()
+            .enumerate()
+            .filter(|(_, part)| part.area >= min_area)
+            .map(|(i, part)| {
+                let (cx, cy) = part.centre();
+                let off_centre = ((cx / w - 0.5).powi(2) + (cy / h - 0.5).powi(2)).sqrt();
+                (part.area as f64 * (1.0 - off_centre).max(0.1), i)
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        match best {
+            Some((_, keep)) => components.only(|i| i == keep),
+            None => Self::new(self.width, self.height),
+        }
+    }
+
+    /// Sets every pixel between the leftmost and rightmost set pixel of its
+    /// row: an upright product is solid across each row (this closes a seam
+    /// where shading makes the product match the wall for a column or two).
+    pub fn fill_rows(&self) -> Self {
+        let mut out = self.clone();
+        for row in out.data.chunks_mut(self.width) {
+            if let (Some(first), Some(last)) =
+                (row.iter().position(|&v| v), row.iter().rposition(|&v| v))
+            {
+                row[first..=last].iter_mut().for_each(|v| *v = true);
+            }
+        }
+        out
+    }
+
+    /// Carries every column that starts in the object's upper half down to
+    /// the object's base: an upright product stands on one base line, so a
+    /// column that stops short has lost its lower part to a surface of the
+    /// same colour (the shaded side of a white box against a pale table).
+    pub fn extend_to_base(&self) -> Self {
+        let w = self.width;
+        let runs: Vec<(usize, usize, usize)> = (0..w)
+            .filter_map(|x| {
+                let set = |y: &usize| self.data[y * w + x];
+                let top = (0..self.height).find(set)?;
+                let bottom = (0..self.height).rev().find(set)?;
+                Some((x, top, bottom))
+            })
+            .collect();
+        if runs.len() < 3 {
+            return self.clone();
+        }
+        let top = runs.iter().map(|r| r.1).min().unwrap_or(0);
+        let mut bottoms: Vec<usize> = runs.iter().map(|r| r.2).collect();
+        bottoms.sort_unstable();
+        let base = bottoms[bottoms.len() * 3 / 4];
+        let middle = top + (base.saturating_sub(top)) / 2;
+        let mut out = self.clone();
+        for &(x, column_top, column_bottom) in &runs {
+            if column_top <= middle && column_bottom < base {
+                for y in column_bottom..=base {
+                    out.data[y * w + x] = true;
+                }
+            }
+        }
+        out
+    }
+
+    /// Pixels set in both.
+    pub fn and(&self, other: &Self) -> Self {
+        self.zip(other, |a, b| a && b)
+    }
+
+    /// Pixels set here and not in `other`.
+    pub fn minus(&self, other: &Self) -> Self {
+        self.zip(other, |a, b| a && !b)
+    }
+
+    fn zip(&self, other: &Self, f: impl Fn(bool, bool) -> bool) -> Self {
+        Self {
+            width: self.width,
+            height: self.height,
+            data: self
+                .data
+                .iter()
+                .zip(&other.data)
+                .map(|(&a, &b)| f(a, b))
+                .collect(),
+        }
+    }
+
+    /// The 4-connected components of the set pixels.
+    pub fn components(&self) -> Components {
         let (w, h) = (self.width, self.height);
-        let mut label = vec![0u32; w * h];
-        let mut best: Option<(f64, u32)> = None;
-        let mut next = 0u32;
+        let mut label = vec![u32::MAX; w * h];
+        let mut parts = Vec::new();
         let mut stack = Vec::new();
         for start in 0..w * h {
-            if !self.data[start] || label[start] != 0 {
+            if !self.data[start] || label[start] != u32::MAX {
                 continue;
             }
-            next += 1;
-            let (mut count, mut sx, mut sy) = (0usize, 0f64, 0f64);
+            let id = parts.len() as u32;
+            let mut part = Part {
+                area: 0,
+                sum_x: 0.0,
+                sum_y: 0.0,
+                x0: usize::MAX,
+                y0: usize::MAX,
+                x1: 0,
+                y1: 0,
+            };
             stack.push(start);
-            label[start] = next;
+            label[start] = id;
             while let Some(i) = stack.pop() {
-                count += 1;
                 let (x, y) = (i % w, i / w);
-                sx += x as f64;
-                sy += y as f64;
+                part.add(x, y);
                 let mut visit = |j: usize| {
-                    if self.data[j] && label[j] == 0 {
-                        label[j] = next;
+                    if self.data[j] && label[j] == u32::MAX {
+                        label[j] = id;
                         stack.push(j);
                     }
                 };
@@ -144,22 +241,93 @@ impl Binary {
                     visit(i + w);
                 }
             }
-            if count < min_area {
-                continue;
-            }
-            let (cx, cy) = (sx / count as f64, sy / count as f64);
-            let off_centre = ((cx / w as f64 - 0.5).powi(2) + (cy / h as f64 - 0.5).powi(2)).sqrt();
-            let score = count as f64 * (1.0 - off_centre).max(0.1);
-            if best.is_none_or(|(s, _)| score > s) {
-                best = Some((score, next));
-            }
+            parts.push(part);
         }
-        let keep = best.map_or(0, |(_, l)| l);
-        Self {
+        Components {
             width: w,
             height: h,
-            data: label.iter().map(|&l| keep != 0 && l == keep).collect(),
+            label,
+            parts,
         }
+    }
+
+    /// The box around the set pixels, as (x0, y0, x1, y1) inclusive.
+    pub fn extent(&self) -> Option<(usize, usize, usize, usize)> {
+        let mut part: Option<Part> = None;
+        for (i, _) in self.data.iter().enumerate().filter(|(_, set)| **set) {
+            part.get_or_insert(Part {
+                area: 0,
+                sum_x: 0.0,
+                sum_y: 0.0,
+                x0: usize::MAX,
+                y0: usize::MAX,
+                x1: 0,
+                y1: 0,
+            })
+            .add(i % self.width, i / self.width);
+        }
+        part.map(|p| (p.x0, p.y0, p.x1, p.y1))
+    }
+}
+
+/// A binary image's connected components.
+pub struct Components {
+    width: usize,
+    height: usize,
+    /// Each pixel's component (`u32::MAX` where unset).
+    label: Vec<u32>,
+    pub parts: Vec<Part>,
+}
+
+impl Components {
+    /// The pixels of the components `keep` accepts (by index into `parts`).
+    pub fn only(&self, keep: impl Fn(usize) -> bool) -> Binary {
+        let kept: Vec<bool> = (0..self.parts.len()).map(keep).collect();
+        Binary {
+            width: self.width,
+            height: self.height,
+            data: self
+                .label
+                .iter()
+                .map(|&l| l != u32::MAX && kept[l as usize])
+                .collect(),
+        }
+    }
+}
+
+/// One component's size and place.
+#[derive(Debug, Clone, Copy)]
+pub struct Part {
+    pub area: usize,
+    sum_x: f64,
+    sum_y: f64,
+    pub x0: usize,
+    pub y0: usize,
+    pub x1: usize,
+    pub y1: usize,
+}
+
+impl Part {
+    fn add(&mut self, x: usize, y: usize) {
+        self.area += 1;
+        self.sum_x += x as f64;
+        self.sum_y += y as f64;
+        self.x0 = self.x0.min(x);
+        self.y0 = self.y0.min(y);
+        self.x1 = self.x1.max(x);
+        self.y1 = self.y1.max(y);
+    }
+
+    pub fn centre(&self) -> (f64, f64) {
+        (self.sum_x / self.area as f64, self.sum_y / self.area as f64)
+    }
+
+    pub fn height(&self) -> usize {
+        self.y1 + 1 - self.y0
+    }
+
+    pub fn width(&self) -> usize {
+        self.x1 + 1 - self.x0
     }
 }
 

@@ -212,3 +212,36 @@ fn a_one_frame_video_gives_its_one_frame() {
     assert_eq!(frames.len(), 1);
     assert_eq!(frames[0].index, 0);
 }
+
+#[test]
+fn the_classic_segmenter_finds_the_product_in_every_kind_of_scene() {
+    use buybuddy_worker::{media::synthetic::KINDS, segment::measure};
+    // Seeds not used while tuning; half-size pictures keep the test quick
+    // (the segmenter works on a reduced copy either way).
+    let segmenter = ClassicSegmenter::default();
+    let mut failures = Vec::new();
+    for kind in KINDS {
+        for seed in [31, 32] {
+            let score = measure::score(
+                kind,
+                seed,
+                6,
+                0.5,
+                measure::Route::Rendered,
+                &std::env::temp_dir(),
+                &segmenter,
+            )
+            .unwrap();
+            println!(
+                "{:14} seed {seed}: mean IoU {:.3}, worst frame {:.3}",
+                kind.name,
+                score.mean(),
+                score.min()
+            );
+            if score.mean() < 0.9 {
+                failures.push(format!("{} seed {seed}: {:.3}", kind.name, score.mean()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "below 0.9 mean IoU: {failures:?}");
+}

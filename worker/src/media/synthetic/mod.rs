@@ -1,13 +1,20 @@
-//! Sample product videos made here, with exact ground-truth masks: a textured
-//! box turning in front of a plain background, filmed with sensor noise, a
-//! lighting change and some camera shake, encoded through the `ffmpeg` program.
-//! They feed the tests, the benchmarks and the first run of a new installation.
+//! Sample product videos made here, with exact ground-truth masks: a product
+//! (a carton, a can, a bottle or a pouch) turning in front of a plain wall or
+//! standing on a table against a wall, filmed with sensor noise, lighting
+//! changes, a cast shadow and camera shake, encoded through the `ffmpeg`
+//! program. `KINDS` names the scenes the segmenter is measured on. They feed
+//! the tests, the benchmarks and the first run of a new installation.
 
 use std::{
     io::Write,
     path::Path,
     process::{Command, Stdio},
 };
+
+mod kinds;
+mod paint;
+
+pub use kinds::{KINDS, Kind};
 
 use anyhow::{Context, bail};
 use image::{GrayImage, Luma, Rgb, RgbImage, imageops};
@@ -27,6 +34,16 @@ pub struct Scene {
     pub shake: f32,
     /// How many turns the product makes over the video.
     pub turns: f32,
+    /// Depth of the lighting change over the clip, as a fraction of the light.
+    pub lighting: f32,
+    /// How many times the light dims and recovers over the clip.
+    pub lighting_cycles: f32,
+    /// What stands behind and under the product.
+    pub backdrop: Backdrop,
+    /// Darkness of the soft shadow the product casts on the table beside it
+    /// (0 for none, 0.5 halves the light there).
+    pub shadow: f32,
+    pub product: Product,
     pub seed: u64,
 }
 
@@ -40,9 +57,80 @@ impl Default for Scene {
             noise: 5.0,
             shake: 0.015,
             turns: 0.5,
+            lighting: 0.18,
+            lighting_cycles: 1.0,
+            backdrop: Backdrop::Wall(BACKGROUND),
+            shadow: 0.0,
+            product: Product::default(),
             seed: 7,
         }
     }
+}
+
+/// What the product is filmed against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Backdrop {
+    /// A plain wall filling the picture, with a soft falloff of the light.
+    Wall([f32; 3]),
+    /// A wall meeting a table in a sharp edge, the product standing on the table.
+    Table {
+        wall: [f32; 3],
+        table: [f32; 3],
+        /// Height of the edge, as a fraction of the picture's height from the top.
+        edge: f32,
+        /// Slope of the edge across the picture (rise over run).
+        tilt: f32,
+        /// Depth of the table's wood grain, in 8-bit levels.
+        grain: f32,
+    },
+}
+
+/// The product in the scene.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Product {
+    pub shape: Shape,
+    pub look: Look,
+    /// Height, as a fraction of the picture's shorter side.
+    pub height: f32,
+    /// Offset of its centre from the picture's centre, as a fraction of the width.
+    pub offset: f32,
+}
+
+impl Default for Product {
+    fn default() -> Self {
+        Self {
+            shape: Shape::Carton,
+            look: Look::Printed,
+            height: 0.62,
+            offset: 0.0,
+        }
+    }
+}
+
+/// The product's outline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// An upright box whose front and side show as it turns.
+    Carton,
+    /// A cylinder with rounded rims.
+    Can,
+    /// A bottle: body, shoulders, neck and cap.
+    Bottle,
+    /// A stand-up pouch: narrower at the sealed top, with bulging sides.
+    Pouch,
+}
+
+/// The product's colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// Strong colours, a logo, stripes and a white label.
+    Printed,
+    /// White packaging with faint grey print.
+    White,
+    /// Black packaging with a little grey and gold print.
+    Black,
+    /// A pale bluish bottle, as clear plastic with water looks.
+    PaleBlue,
 }
 
 /// Video codecs the generator can encode with (all in Debian's FFmpeg).
@@ -147,74 +235,39 @@ impl std::str::FromStr for Codec {
     }
 }
 
-const BACKGROUND: [f32; 3] = [206.0, 200.0, 188.0];
+/// The plain wall of the original sample videos.
+pub const BACKGROUND: [f32; 3] = [206.0, 200.0, 188.0];
 
 impl Scene {
     /// Frame `i` and its ground-truth product mask (255 = product).
     pub fn render(&self, i: usize) -> (RgbImage, GrayImage) {
         let (w, h) = (self.width as f32, self.height as f32);
-        let short = w.min(h);
         let t = i as f32 / self.frames.max(1) as f32;
         let angle = t * self.turns * std::f32::consts::TAU + 0.35;
-        // Lighting: a slow dip and recovery, as when a cloud passes a window.
-        let gain = 1.0 - 0.18 * (std::f32::consts::PI * t).sin() + 0.04 * t;
-        let (dx, dy) = self.shake_at(i, short);
-
-        // The box: front and side faces of an upright carton, seen from the front.
-        let box_h = short * 0.62;
-        let front_w = short * 0.36;
-        let side_w = short * 0.16;
-        let (cos, sin) = (angle.cos(), angle.sin());
-        let front = front_w * cos.abs();
-        let side = side_w * sin.abs();
-        let total = front + side;
-        let left = w / 2.0 - total / 2.0 + dx;
-        let top = h / 2.0 - box_h / 2.0 + dy + short * 0.03;
-        // Which face shows on the left depends on the direction of the turn.
-        let side_first = (cos >= 0.0) == (sin < 0.0);
+        // Lighting: slow dips and recoveries, as when clouds pass a window.
+        let gain = 1.0 - self.lighting * (std::f32::consts::PI * t * self.lighting_cycles).sin()
+            + 0.04 * t;
+        let (dx, dy) = self.shake_at(i, w.min(h));
+        let placed = paint::Placed::new(self, angle, dx, dy);
 
         let noise = Noise::new(self.seed.wrapping_mul(1_000_003) ^ i as u64);
         let mut draw = noise.state;
         let mut image = RgbImage::new(self.width, self.height);
         let mut mask = GrayImage::new(self.width, self.height);
         for y in 0..self.height {
+            let fy = y as f32 + 0.5;
+            let span = placed.span(fy);
             for x in 0..self.width {
-                let (fx, fy) = (x as f32 + 0.5, y as f32 + 0.5);
-                let inside = fy >= top && fy < top + box_h && fx >= left && fx < left + total;
-                let colour = if inside {
-                    mask.put_pixel(x, y, Luma([255]));
-                    let v = (fy - top) / box_h;
-                    let u = fx - left;
-                    let (on_side, local) = if side_first {
-                        (
-                            u < side,
-                            if u < side {
-                                u / side.max(1e-3)
-                            } else {
-                                (u - side) / front.max(1e-3)
-                            },
-                        )
-                    } else {
-                        (
-                            u >= front,
-                            if u < front {
-                                u / front.max(1e-3)
-                            } else {
-                                (u - front) / side.max(1e-3)
-                            },
-                        )
-                    };
-                    // The label slides across the front as the box turns.
-                    let shift = angle / std::f32::consts::TAU;
-                    if on_side {
-                        side_texture(local, v)
-                    } else {
-                        front_texture((local + shift).rem_euclid(1.0), v)
+                let fx = x as f32 + 0.5;
+                let product = span
+                    .filter(|(left, right)| fx >= *left && fx < *right)
+                    .map(|(left, right)| placed.colour(fx, fy, left, right));
+                let colour = match product {
+                    Some(colour) => {
+                        mask.put_pixel(x, y, Luma([255]));
+                        colour
                     }
-                } else {
-                    // A plain wall with a soft vertical falloff and a darker corner.
-                    let falloff = 1.0 - 0.10 * (fy / h) - 0.05 * ((fx - w) / w).powi(2);
-                    BACKGROUND.map(|c| c * falloff)
+                    None => placed.background(fx, fy),
                 };
                 let pixel = colour.map(|c| {
                     (c * gain + noise.sample(&mut draw) * self.noise).clamp(0.0, 255.0) as u8
@@ -308,39 +361,6 @@ fn finish(output: std::process::Output, step: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The carton's front: a coloured panel with a logo, stripes, text and a white label.
-fn front_texture(u: f32, v: f32) -> [f32; 3] {
-    let logo = ((u - 0.5) * 1.6).hypot(v - 0.28) < 0.16;
-    if logo {
-        return [250.0, 204.0, 40.0];
-    }
-    if (0.52..0.70).contains(&v) && (0.12..0.88).contains(&u) {
-        // A white label with lines of dark "text".
-        let line = ((v - 0.52) * 60.0) as i32 % 3 == 1 && ((u * 23.0) as i32 % 5) != 0;
-        return if line {
-            [40.0, 40.0, 48.0]
-        } else {
-            [246.0, 246.0, 242.0]
-        };
-    }
-    if ((v * 14.0) as i32) % 2 == 0 && v > 0.76 {
-        return [30.0, 90.0, 170.0];
-    }
-    [190.0, 32.0, 45.0]
-}
-
-/// The carton's side: darker, with a nutrition-table block.
-fn side_texture(u: f32, v: f32) -> [f32; 3] {
-    if (0.45..0.85).contains(&v) && (0.15..0.85).contains(&u) {
-        return if ((v * 40.0) as i32) % 2 == 0 {
-            [236.0, 236.0, 230.0]
-        } else {
-            [70.0, 70.0, 74.0]
-        };
-    }
-    [150.0, 24.0, 36.0]
 }
 
 /// Sensor noise: standard normal samples drawn from a table with a cheap
