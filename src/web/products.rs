@@ -17,6 +17,7 @@ use buybuddy_templates::{
         self, FrameTile, MetadataForm, ProductFilter, ProductRow, ProductView, ProductsList,
     },
 };
+use buybuddy_worker::quality;
 use chrono::Utc;
 use maud::Markup;
 use serde::Deserialize;
@@ -212,6 +213,7 @@ async fn product_view(
                 index: f.frame_index,
                 url: paths::media(&f.storage_key),
                 mask_url: f.mask_key.as_deref().map(paths::media),
+                warnings: frame_warnings(&f.quality),
             })
             .collect(),
         video_url,
@@ -219,6 +221,15 @@ async fn product_view(
         now: Utc::now(),
     };
     Ok((view, product))
+}
+
+/// What the video job warned about a frame, in a reviewer's words.
+fn frame_warnings(quality: &serde_json::Value) -> Vec<String> {
+    let warnings: Vec<quality::Warning> = quality
+        .get("warnings")
+        .and_then(|w| serde_json::from_value(w.clone()).ok())
+        .unwrap_or_default();
+    warnings.iter().map(|w| w.describe().to_owned()).collect()
 }
 
 /// A URL the browser can play: web addresses as they are, objects of this

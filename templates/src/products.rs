@@ -173,6 +173,8 @@ pub struct FrameTile {
     pub index: i32,
     pub url: String,
     pub mask_url: Option<String>,
+    /// What looks wrong with the frame, for the reviewer (empty when fine).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +206,29 @@ const FIELDS: &[(&str, &str)] = &[
     ("net_quantity", "Net quantity"),
     ("grounding_prompt", "Segmentation prompt"),
 ];
+
+/// A frame's tooltip: its number and what looks wrong with it.
+fn frame_title(frame: &FrameTile) -> String {
+    if frame.warnings.is_empty() {
+        format!("Frame {}", frame.index)
+    } else {
+        format!("Frame {}: {}", frame.index, frame.warnings.join("; "))
+    }
+}
+
+/// Each warning with how many frames have it, most frequent first.
+fn frame_warning_summary(frames: &[FrameTile]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for warning in frames.iter().flat_map(|f| &f.warnings) {
+        match counts.iter_mut().find(|(w, _)| *w == warning.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((warning, 1)),
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    let parts: Vec<String> = counts.iter().map(|(w, n)| format!("{w} ({n})")).collect();
+    format!("{}.", parts.join("; "))
+}
 
 pub fn product_page(viewer: &Viewer, product: &ProductView) -> Markup {
     let title = if product.form.product_name.is_empty() {
@@ -245,11 +270,20 @@ pub fn product_page(viewer: &Viewer, product: &ProductView) -> Markup {
                 @if product.frames.is_empty() {
                     p.muted { "No frames." }
                 } @else {
+                    @let doubtful = product.frames.iter().filter(|f| !f.warnings.is_empty()).count();
+                    @if doubtful > 0 {
+                        div.warning role="alert" {
+                            strong { (doubtful) " of " (product.frames.len()) " frames look wrong" }
+                            " (outlined below): check their masks before approving. "
+                            (frame_warning_summary(&product.frames))
+                        }
+                    }
                     input #show-masks type="checkbox";
                     label.inline for="show-masks" { "Show masks" }
                     div.gallery {
                         @for frame in &product.frames {
-                            a.frame href=(frame.url) target="_blank" title=(format!("Frame {}", frame.index)) {
+                            a.frame.doubtful[!frame.warnings.is_empty()] href=(frame.url) target="_blank"
+                                title=(frame_title(frame)) {
                                 img src=(frame.url) alt=(format!("Frame {}", frame.index)) loading="lazy" width="172" height="172";
                                 @if let Some(mask) = &frame.mask_url {
                                     img.mask src=(mask) alt="" loading="lazy" width="172" height="172";

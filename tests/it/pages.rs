@@ -425,6 +425,34 @@ async fn the_products_list_searches_pages_and_escapes() {
 }
 
 #[tokio::test]
+async fn the_product_page_warns_about_frames_that_look_wrong() {
+    let db = TestDb::new().await;
+    let server = TestServer::start(&db.pool).await;
+    let (client, _) = session_client(&db, &server, true).await;
+    let id = seed_product(&db.pool, "8690000000001", "Fizzo Cola", 4).await;
+    let (_, page) = text(&client, server.url(&format!("/products/{id}"))).await;
+    assert!(!page.contains("look wrong"), "fine frames raise no warning");
+
+    sqlx::query(
+        "UPDATE frames SET quality = '{\"area_share\": 0.4, \"warnings\": [\"touches_border\", \"blurred\"]}'
+         WHERE product_id = $1 AND frame_index = 2",
+    )
+    .bind(id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let (_, page) = text(&client, server.url(&format!("/products/{id}"))).await;
+    assert!(page.contains("1 of 4 frames look wrong"), "{page}");
+    assert!(
+        page.contains("much blurrier than the other frames (1)"),
+        "{page}"
+    );
+    assert_eq!(page.matches("class=\"frame doubtful\"").count(), 1);
+    assert!(page.contains("title=\"Frame 2: the mask runs along the frame&#39;s border (cut off?); much blurrier than the other frames\"")
+        || page.contains("title=\"Frame 2: the mask runs along the frame's border (cut off?); much blurrier than the other frames\""), "{page}");
+}
+
+#[tokio::test]
 async fn metadata_edits_are_validated_per_field_and_kept_on_error() {
     let db = TestDb::new().await;
     let server = TestServer::start(&db.pool).await;

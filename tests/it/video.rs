@@ -149,6 +149,13 @@ async fn process_command_prints_the_output_and_stores_n_square_frames() {
     assert_eq!((first.width, first.height), (518, 518));
     assert!(first.mask_area.unwrap() > 1000 && first.bbox_w.unwrap() > 10);
     assert!(first.quality["sharpness"].as_f64().unwrap() > 0.0);
+    // Where the mask sits in its frame, for the reviewer: a product standing
+    // clear of the edges, with nothing to warn about.
+    let share = first.quality["area_share"].as_f64().unwrap();
+    assert!((0.05..0.5).contains(&share), "{share}");
+    assert_eq!(first.quality["border_share"].as_f64(), Some(0.0));
+    assert!(first.quality["width_share"].as_f64().unwrap() < 0.5);
+    assert_eq!(first.quality["warnings"], serde_json::json!([]));
     assert!(storage.join(first.mask_key.as_ref().unwrap()).exists());
     let job: (i32, String, String) =
         sqlx::query_as("SELECT frame_count, frames_path, status FROM jobs WHERE barcode = $1")

@@ -8,6 +8,7 @@ pub mod gemini;
 pub mod http;
 pub mod media;
 pub mod postprocess;
+pub mod quality;
 pub mod retry;
 pub mod segment;
 pub mod storage;

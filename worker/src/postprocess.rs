@@ -80,6 +80,8 @@ pub struct Processed {
     pub sharpness: f32,
     /// Mean luma over the product, 0 to 255.
     pub brightness: f32,
+    /// Where the mask sits in the source frame.
+    pub placement: crate::quality::Placement,
 }
 
 /// Turns a frame and its mask into the training image; `None` when the mask is
@@ -166,6 +168,7 @@ pub fn process(frame: &RgbImage, mask: &GrayImage, options: &Options) -> Option<
         mask_area: area(mask),
         sharpness,
         brightness,
+        placement: crate::quality::placement(mask),
     })
 }
 

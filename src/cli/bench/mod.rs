@@ -1,6 +1,7 @@
 //! `buybuddy bench`: measurements that print figures (never pass/fail tests).
 
 mod queue;
+mod segment;
 mod video;
 mod web;
 
@@ -22,6 +23,9 @@ pub enum Command {
     /// Decode (against `ffmpeg -benchmark`), segmentation and post-processing
     /// speed, and end-to-end time, on a 10 s 1080p H.264 clip.
     Video(video::VideoArgs),
+    /// Segmentation accuracy (IoU) per kind of scene on held-out sample
+    /// videos, and time per frame.
+    Segment(segment::SegmentArgs),
     /// Page latency under concurrent clients: seeds 100,000 products and
     /// 200,000 jobs, serves them, and loads the first page of /products and
     /// /jobs and a product page.
@@ -31,6 +35,7 @@ pub enum Command {
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Queue(args) => queue::run(args).await,
+        Command::Segment(args) => segment::run(args).await,
         Command::Video(args) => video::run(args).await,
         Command::Web(args) => web::run(args).await,
     }

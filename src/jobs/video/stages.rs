@@ -7,6 +7,7 @@ use buybuddy_worker::{
     gemini::{GeminiError, Hints, Metadata},
     media::decode::{self, DecodeError, Frame, VideoInfo},
     postprocess::{self, Processed},
+    quality,
     storage::{Storage, StorageError},
 };
 use bytes::Bytes;
@@ -223,7 +224,7 @@ async fn post_process(
     frames: Vec<Frame>,
     masks: Vec<image::GrayImage>,
     sampled: usize,
-) -> Result<Vec<(usize, Processed)>, JobError> {
+) -> Result<Vec<Found>, JobError> {
     ctx.stage(
         "post-process",
         50,
@@ -237,31 +238,89 @@ async fn post_process(
     let processed = tokio::task::spawn_blocking(move || process_all(&frames, &masks, &options))
         .await
         .map_err(|e| JobError::Transient(e.into()))?;
-    let found: Vec<(usize, Processed)> = processed
+    let with_mask: Vec<(usize, Processed)> = processed
         .into_iter()
         .filter_map(|(index, p)| p.map(|p| (index, p)))
         .collect();
-    if found.is_empty() {
-        return Err(JobError::Permanent(anyhow!(
-            "the product was not found in any of the {sampled} frames (is it filmed in front of a plain background?)"
-        )));
+    let empty = sampled - with_mask.len();
+    let reviews = quality::review(
+        &with_mask
+            .iter()
+            .map(|(_, p)| quality::Measured {
+                placement: p.placement,
+                sharpness: p.sharpness,
+            })
+            .collect::<Vec<_>>(),
+    );
+    let mut found = Vec::new();
+    let mut rejected = Vec::new();
+    let mut flagged = Vec::new();
+    for ((index, processed), warnings) in with_mask.into_iter().zip(reviews) {
+        if let Some(reason) = warnings.iter().find(|w| w.rejects()) {
+            rejected.push(format!("frame {index}: {}", reason.describe()));
+        } else {
+            if !warnings.is_empty() {
+                let said: Vec<&str> = warnings.iter().map(|w| w.describe()).collect();
+                flagged.push(format!("frame {index}: {}", said.join(", ")));
+            }
+            found.push(Found {
+                index,
+                processed,
+                warnings,
+            });
+        }
     }
-    let skipped = sampled - found.len();
-    if skipped > 0 {
+    if empty > 0 {
         ctx.event(
             Level::Warn,
-            &format!("{skipped} frames showed no product and were left out"),
+            &format!("{empty} frames showed no product and were left out"),
         )
         .await?;
     }
+    if !rejected.is_empty() {
+        ctx.event(
+            Level::Warn,
+            &format!(
+                "{} frames were left out because their mask is not a product: {}",
+                rejected.len(),
+                rejected.join("; ")
+            ),
+        )
+        .await?;
+    }
+    if !flagged.is_empty() {
+        ctx.event(
+            Level::Warn,
+            &format!(
+                "{} frames kept with warnings for the reviewer: {}",
+                flagged.len(),
+                flagged.join("; ")
+            ),
+        )
+        .await?;
+    }
+    if found.is_empty() {
+        return Err(JobError::Permanent(anyhow!(
+            "the product was not found in any of the {sampled} frames ({} without a product, {} whose mask is not a product); is it filmed standing clear of the frame's edges?",
+            empty,
+            rejected.len()
+        )));
+    }
     Ok(found)
+}
+
+/// A frame kept for the product, with what the reviewer should know about it.
+pub(super) struct Found {
+    pub index: usize,
+    pub processed: Processed,
+    pub warnings: Vec<quality::Warning>,
 }
 
 async fn upload(
     ctx: &JobContext,
     storage: &Storage,
     keys: &JobMedia,
-    found: &[(usize, Processed)],
+    found: &[Found],
 ) -> Result<(), JobError> {
     ctx.stage(
         "upload",
@@ -278,10 +337,10 @@ async fn upload(
     }
     let objects: Vec<(String, Bytes)> = found
         .iter()
-        .flat_map(|(index, p)| {
+        .flat_map(|f| {
             [
-                (keys.frame(*index), Bytes::from(p.image.clone())),
-                (keys.mask(*index), Bytes::from(p.mask.clone())),
+                (keys.frame(f.index), Bytes::from(f.processed.image.clone())),
+                (keys.mask(f.index), Bytes::from(f.processed.mask.clone())),
             ]
         })
         .collect();
@@ -305,7 +364,7 @@ async fn persist(
     storage: &Storage,
     job: &Video,
     keys: &JobMedia,
-    found: &[(usize, Processed)],
+    found: &[Found],
     metadata: Option<Metadata>,
     prompt: String,
     info: VideoInfo,
@@ -315,15 +374,26 @@ async fn persist(
     let frames_url = storage.url(&keys.frames_prefix());
     let rows: Vec<db::frames::NewFrame> = found
         .iter()
-        .map(|(index, p)| db::frames::NewFrame {
-            frame_index: *index as i32,
-            storage_key: keys.frame(*index),
-            mask_key: keys.mask(*index),
-            width: postprocess::SIZE as i32,
-            height: postprocess::SIZE as i32,
-            mask_area: p.mask_area.min(i32::MAX as u64) as i32,
-            bbox: [p.bbox.x, p.bbox.y, p.bbox.width, p.bbox.height].map(|v| v as i32),
-            quality: json!({ "sharpness": p.sharpness, "brightness": p.brightness }),
+        .map(|f| {
+            let p = &f.processed;
+            db::frames::NewFrame {
+                frame_index: f.index as i32,
+                storage_key: keys.frame(f.index),
+                mask_key: keys.mask(f.index),
+                width: postprocess::SIZE as i32,
+                height: postprocess::SIZE as i32,
+                mask_area: p.mask_area.min(i32::MAX as u64) as i32,
+                bbox: [p.bbox.x, p.bbox.y, p.bbox.width, p.bbox.height].map(|v| v as i32),
+                quality: json!({
+                    "sharpness": p.sharpness,
+                    "brightness": p.brightness,
+                    "area_share": p.placement.area_share,
+                    "border_share": p.placement.border_share,
+                    "width_share": p.placement.width_share,
+                    "height_share": p.placement.height_share,
+                    "warnings": f.warnings,
+                }),
+            }
         })
         .collect();
     let saved = db::frames::save(

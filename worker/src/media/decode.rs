@@ -1,9 +1,14 @@
 //! Decoding with FFmpeg: an evenly spaced sample of a video's frames, upright.
 //!
 //! Two passes over the file. The first only demuxes packets to learn every
-//! frame's presentation time (cheap: nothing is decoded), which handles variable
-//! frame rates and missing durations alike. The second decodes, converts just the
-//! chosen frames to RGB, and stops as soon as it has them all.
+//! frame's presentation time and where the keyframes are (cheap: nothing is
+//! decoded), which handles variable frame rates and missing durations alike.
+//! The second decodes only what the chosen frames need: it seeks to the last
+//! keyframe before a chosen frame when that lies past the stretch being
+//! decoded, tells the decoder to drop frames nothing refers to (unless one is
+//! chosen), converts just the chosen frames to RGB, and stops as soon as it has
+//! them all. Dropping an unreferenced frame changes no other frame, and a
+//! keyframe starts afresh, so the frames are those a full decode gives.
 //! Longer than most files: the timing scan and the sampled decode share the
 //! stream's state (rotation, time base, frame times).
 
@@ -16,6 +21,7 @@ use ffmpeg::{
     util::{format::Pixel, frame},
 };
 use ffmpeg_next as ffmpeg;
+use ffmpeg::Rescale as _;
 use image::{RgbImage, imageops};
 
 /// Why a file could not be decoded. All but `Io` are permanent: trying again
@@ -69,8 +75,30 @@ fn init() {
 }
 
 /// Decodes `count` frames spread evenly over the video (all of them when it
-/// has fewer), upright.
+/// has fewer), upright, decoding no more than they need.
 pub fn sample_frames(path: &Path, count: usize) -> Result<(VideoInfo, Vec<Frame>), DecodeError> {
+    sample(path, count, Reach::Needed)
+}
+
+/// The same frames, found by decoding every frame of the video in order: the
+/// reference the sampled decode is checked and measured against.
+pub fn sample_frames_decoding_all(
+    path: &Path,
+    count: usize,
+) -> Result<(VideoInfo, Vec<Frame>), DecodeError> {
+    sample(path, count, Reach::Every)
+}
+
+/// How much of the video the sampled decode decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Only what the wanted frames need.
+    Needed,
+    /// Every frame up to the last one wanted.
+    Every,
+}
+
+fn sample(path: &Path, count: usize, reach: Reach) -> Result<(VideoInfo, Vec<Frame>), DecodeError> {
     init();
     let times = frame_times(path)?;
     let wanted = evenly_spaced_in_time(&times.timestamps, count.max(1));
@@ -91,25 +119,80 @@ pub fn sample_frames(path: &Path, count: usize) -> Result<(VideoInfo, Vec<Frame>
     };
     let mut decoded = frame::Video::empty();
     let mut rejected = 0;
-    for (stream, packet) in input.packets() {
-        if stream.index() != stream_index {
-            continue;
+    // The keyframe the decoder last started from.
+    let mut stretch: Option<i64> = None;
+    let mut ended = false;
+    while let Some(&(_, target)) = sampler.targets.front() {
+        if reach == Reach::Needed {
+            let key = times
+                .keyframes
+                .iter()
+                .rev()
+                .find(|&&k| k <= target)
+                .copied();
+            if let Some(key) = key
+                && stretch.is_none_or(|s| key > s)
+            {
+                // A later keyframe than the one being decoded from: everything
+                // between is of no use. Frames still in the decoder were not
+                // wanted (the ones wanted so far have all come out).
+                decoder.flush();
+                let at = key.rescale_with(time_base, ffmpeg::rescale::TIME_BASE, ffmpeg::Rounding::Up);
+                input
+                    .seek(at, ..at + 1)
+                    .map_err(|e| DecodeError::Corrupt(format!("seeking failed: {e}")))?;
+                stretch = Some(key);
+                ended = false;
+            }
         }
-        if decoder.send_packet(&packet).is_err() {
-            rejected += 1;
-            continue;
-        }
-        while decoder.receive_frame(&mut decoded).is_ok() {
-            sampler.offer(&decoded)?;
-        }
-        if sampler.targets.is_empty() {
+        if ended {
             break;
         }
-    }
-    if !sampler.targets.is_empty() {
-        let _ = decoder.send_eof();
-        while decoder.receive_frame(&mut decoded).is_ok() {
-            sampler.offer(&decoded)?;
+        let wanted_before = sampler.targets.len();
+        let mut read_any = false;
+        for (stream, packet) in input.packets() {
+            if stream.index() != stream_index {
+                continue;
+            }
+            read_any = true;
+            if reach == Reach::Needed {
+                if packet.is_key()
+                    && let Some(pts) = packet.pts()
+                {
+                    stretch = Some(stretch.map_or(pts, |s| s.max(pts)));
+                }
+                // A wanted frame is decoded whatever it is; others only when
+                // later frames may refer to them.
+                let wanted = packet
+                    .pts()
+                    .is_none_or(|pts| sampler.targets.iter().any(|&(_, t)| t == pts));
+                decoder.skip_frame(if wanted {
+                    ffmpeg::Discard::Default
+                } else {
+                    ffmpeg::Discard::NonReference
+                });
+            }
+            if decoder.send_packet(&packet).is_err() {
+                rejected += 1;
+                continue;
+            }
+            while decoder.receive_frame(&mut decoded).is_ok() {
+                sampler.offer(&decoded)?;
+            }
+            if sampler.targets.len() < wanted_before {
+                break;
+            }
+        }
+        if sampler.targets.len() == wanted_before {
+            // The packets ran out with frames still wanted: drain the decoder.
+            let _ = decoder.send_eof();
+            while decoder.receive_frame(&mut decoded).is_ok() {
+                sampler.offer(&decoded)?;
+            }
+            ended = true;
+            if !read_any || sampler.targets.len() == wanted_before {
+                break;
+            }
         }
     }
     let frames = sampler.frames;
@@ -255,6 +338,9 @@ struct FrameTimes {
     /// Presentation timestamps of all frames, ascending, in the stream's time base.
     timestamps: Vec<i64>,
     first: i64,
+    /// Presentation times of the keyframes, ascending; empty when the packets
+    /// lack times of their own (then nothing is skipped by seeking).
+    keyframes: Vec<i64>,
 }
 
 /// First pass: the presentation time of every frame, from the packets alone.
@@ -270,17 +356,24 @@ fn frame_times(path: &Path) -> Result<FrameTimes, DecodeError> {
         .map(|c| c.id().name().to_owned())
         .unwrap_or_default();
     let mut timestamps = Vec::new();
+    let mut keyframes = Vec::new();
+    let mut timed = true;
     for (stream, packet) in input.packets() {
         if stream.index() != index {
             continue;
         }
+        timed &= packet.pts().is_some();
         // Packets without a timestamp (raw streams) follow the previous one.
         let ts = packet
             .pts()
             .or(packet.dts())
             .unwrap_or_else(|| timestamps.last().map_or(0, |t| t + 1));
         timestamps.push(ts);
+        if packet.is_key() {
+            keyframes.push(ts);
+        }
     }
+    keyframes.sort_unstable();
     if timestamps.is_empty() {
         return Err(DecodeError::Corrupt(
             "the video stream holds no frames".into(),
@@ -294,6 +387,8 @@ fn frame_times(path: &Path) -> Result<FrameTimes, DecodeError> {
         codec,
         timestamps,
         first,
+        // Seeking needs every packet's own time, and a keyframe to land on.
+        keyframes: if timed { keyframes } else { Vec::new() },
     })
 }
 

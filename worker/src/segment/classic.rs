@@ -105,33 +105,61 @@ struct Plane {
 
 /// A working copy of a frame whose longer side is at most `size`.
 fn reduce(frame: &RgbImage, size: u32) -> Plane {
-    {
-        let (w, h) = frame.dimensions();
-        let scale = (size as f32 / w.max(h) as f32).min(1.0);
-        let (sw, sh) = (
-            ((w as f32 * scale).round() as u32).max(8),
-            ((h as f32 * scale).round() as u32).max(8),
-        );
-        let reduced = if (sw, sh) == (w, h) {
-            frame.clone()
-        } else {
-            // A box filter widened to the reduction averages the pixels each
-            // working pixel covers, which also tames the sensor noise.
-            let mut reduced = RgbImage::new(sw, sh);
-            Resizer::new()
-                .resize(
-                    frame,
-                    &mut reduced,
-                    &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Box)),
-                )
-                .expect("same pixel types");
-            reduced
-        };
-        Plane {
-            width: sw as usize,
-            height: sh as usize,
-            pixels: reduced.pixels().map(|p| p.0.map(f32::from)).collect(),
+    let (w, h) = frame.dimensions();
+    let scale = (size as f32 / w.max(h) as f32).min(1.0);
+    let (sw, sh) = (
+        ((w as f32 * scale).round() as u32).max(8),
+        ((h as f32 * scale).round() as u32).max(8),
+    );
+    let reduced = if (sw, sh) == (w, h) {
+        frame.clone()
+    } else {
+        // A box filter widened to the reduction averages the pixels each
+        // working pixel covers, which also tames the sensor noise.
+        let mut reduced = RgbImage::new(sw, sh);
+        Resizer::new()
+            .resize(
+                frame,
+                &mut reduced,
+                &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Box)),
+            )
+            .expect("same pixel types");
+        reduced
+    };
+    let plane = Plane {
+        width: sw as usize,
+        height: sh as usize,
+        pixels: reduced.pixels().map(|p| p.0.map(f32::from)).collect(),
+    };
+    // A frame small enough to be worked on as it is keeps the encoder's
+    // ringing at sharp edges at full strength: a 3x3 mean tames it, as a
+    // reduction would have.
+    if scale >= 1.0 { smooth(&plane) } else { plane }
+}
+
+/// A 3x3 mean, the border averaging what it has.
+fn smooth(plane: &Plane) -> Plane {
+    let (w, h) = (plane.width, plane.height);
+    let mut pixels = vec![[0f32; 3]; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let (mut sum, mut n) = ([0f32; 3], 0f32);
+            for yy in y.saturating_sub(1)..(y + 2).min(h) {
+                for xx in x.saturating_sub(1)..(x + 2).min(w) {
+                    let p = plane.pixels[yy * w + xx];
+                    for c in 0..3 {
+                        sum[c] += p[c];
+                    }
+                    n += 1.0;
+                }
+            }
+            pixels[y * w + x] = sum.map(|v| v / n);
         }
+    }
+    Plane {
+        width: w,
+        height: h,
+        pixels,
     }
 }
 
@@ -344,7 +372,7 @@ fn clean(raw: &Binary, shadowy: &Binary) -> Binary {
         .minus(&flat)
         .open(1)
         .keep_product(min_area)
-        .fill_rows()
+        .fill_rows((raw.width / 40).max(2))
         .extend_to_base()
 }
 

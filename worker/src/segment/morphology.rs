@@ -126,16 +126,24 @@ impl Binary {
         }
     }
 
-    /// Sets every pixel between the leftmost and rightmost set pixel of its
-    /// row: an upright product is solid across each row (this closes a seam
-    /// where shading makes the product match the wall for a column or two).
-    pub fn fill_rows(&self) -> Self {
+    /// Sets the pixels of narrow gaps within a row: an upright product is
+    /// solid across each row, and this closes a seam where shading makes the
+    /// product match the wall for a few columns.
+    /// Gaps wider than `widest` stay open (a notch between two parts).
+    pub fn fill_rows(&self, widest: usize) -> Self {
         let mut out = self.clone();
         for row in out.data.chunks_mut(self.width) {
-            if let (Some(first), Some(last)) =
-                (row.iter().position(|&v| v), row.iter().rposition(|&v| v))
-            {
-                row[first..=last].iter_mut().for_each(|v| *v = true);
+            let mut last_set: Option<usize> = None;
+            for x in 0..row.len() {
+                if !row[x] {
+                    continue;
+                }
+                if let Some(previous) = last_set
+                    && x - previous - 1 <= widest
+                {
+                    row[previous + 1..x].iter_mut().for_each(|v| *v = true);
+                }
+                last_set = Some(x);
             }
         }
         out

@@ -245,3 +245,55 @@ fn the_classic_segmenter_finds_the_product_in_every_kind_of_scene() {
     }
     assert!(failures.is_empty(), "below 0.9 mean IoU: {failures:?}");
 }
+
+/// The frames of a sampled decode, and of decoding every frame, side by side.
+fn same_frames(path: &std::path::Path, count: usize) -> usize {
+    let (info, sampled) = decode::sample_frames(path, count).unwrap();
+    let (reference_info, reference) = decode::sample_frames_decoding_all(path, count).unwrap();
+    assert_eq!(info, reference_info);
+    assert_eq!(sampled.len(), reference.len(), "{path:?}");
+    for (a, b) in sampled.iter().zip(&reference) {
+        assert_eq!((a.index, a.time_s), (b.index, b.time_s), "{path:?}");
+        assert!(
+            a.image == b.image,
+            "{path:?}: frame {} differs from the full decode's",
+            a.index
+        );
+    }
+    sampled.len()
+}
+
+#[test]
+fn sampled_decoding_gives_the_frames_a_full_decode_gives() {
+    let scene = Scene {
+        width: 320,
+        height: 240,
+        frames: 90,
+        fps: 30,
+        ..Scene::default()
+    };
+    // Phone-like H.264 (B-frames, a keyframe every 24 frames, open to seeking),
+    // the default encode (one long group of pictures), HEVC with B-frames, VP9
+    // and all-keyframe Motion JPEG.
+    let cases: [(&str, Codec, &[&str]); 5] = [
+        ("phone.mp4", Codec::H264, &["-g", "24", "-bf", "3"]),
+        ("long-gop.mp4", Codec::H264, &[]),
+        ("phone.mov", Codec::Hevc, &["-g", "24", "-bf", "3"]),
+        ("sample.webm", Codec::Vp9, &["-g", "24"]),
+        ("sample.avi", Codec::Mjpeg, &[]),
+    ];
+    for (name, codec, encoder) in cases {
+        let path = scratch(name);
+        scene.write_video_with(&path, codec, false, encoder).unwrap();
+        for count in [1, 7, 24, 200] {
+            let got = same_frames(&path, count);
+            assert_eq!(got, count.min(90), "{name}, {count} frames");
+        }
+    }
+    // Sideways phone video: the same upright frames either way.
+    let path = scratch("sideways.mp4");
+    scene
+        .write_video_with(&path, Codec::H264, true, &["-g", "24", "-bf", "3"])
+        .unwrap();
+    assert_eq!(same_frames(&path, 9), 9);
+}

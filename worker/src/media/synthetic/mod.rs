@@ -294,6 +294,18 @@ impl Scene {
     /// clockwise, as phones record portrait video, so a correct reader sees it
     /// upright.
     pub fn write_video(&self, path: &Path, codec: Codec, rotate: bool) -> anyhow::Result<()> {
+        self.write_video_with(path, codec, rotate, &[])
+    }
+
+    /// The same, with more encoder options (`-g 60 -bf 3`: a keyframe every
+    /// 60 frames and up to 3 B-frames, as phones encode).
+    pub fn write_video_with(
+        &self,
+        path: &Path,
+        codec: Codec,
+        rotate: bool,
+        encoder: &[&str],
+    ) -> anyhow::Result<()> {
         let (w, h) = if rotate {
             (self.height, self.width)
         } else {
@@ -316,6 +328,7 @@ impl Scene {
                 "-",
             ])
             .args(codec.ffmpeg_args())
+            .args(encoder)
             .arg(&encoded)
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())

@@ -215,7 +215,11 @@ impl<'a> Placed<'a> {
     /// shadow just under it.
     fn shadow_at(&self, fx: f32, fy: f32) -> f32 {
         let base = self.top + self.height;
-        let side = if self.scene.seed.is_multiple_of(2) { 1.0 } else { -1.0 };
+        let side = if self.scene.seed.is_multiple_of(2) {
+            1.0
+        } else {
+            -1.0
+        };
         let cx = self.centre + side * self.width * 0.85;
         let (rx, ry) = (self.width * 0.9, self.height * 0.06);
         let d = ((fx - cx) / rx).powi(2) + ((fy - (base - ry * 0.4)) / ry).powi(2);
