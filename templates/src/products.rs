@@ -225,7 +225,7 @@ fn frame_warning_summary(frames: &[FrameTile]) -> String {
             None => counts.push((warning, 1)),
         }
     }
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     let parts: Vec<String> = counts.iter().map(|(w, n)| format!("{w} ({n})")).collect();
     format!("{}.", parts.join("; "))
 }

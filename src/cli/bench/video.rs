@@ -65,8 +65,27 @@ pub async fn run(args: VideoArgs) -> anyhow::Result<()> {
     // The pipeline's own steps on its sample of frames.
     let path = clip.clone();
     let wanted = args.frames;
-    let (sample_time, (info, sampled)) =
-        timed_blocking(move || decode::sample_frames(&path, wanted)).await?;
+    let (_, (info, sampled)) = timed_blocking(move || decode::sample_frames(&path, wanted)).await?;
+    let decoding = sampled_decode(&clip, args.frames, runs, ours).await?;
+    let mut longer = Vec::new();
+    for (name, file, encoder) in [
+        ("30 s, x264 defaults", "clip-1080p30-30s.mp4", &[][..]),
+        (
+            "30 s phone-like (GOP 3 s, B-frames)",
+            "clip-1080p30-30s-phone.mp4",
+            &["-g", "90", "-bf", "3"][..],
+        ),
+    ] {
+        let path = long_clip(&args.db.data_dir, file, encoder).await?;
+        let mut every = Duration::MAX;
+        for _ in 0..runs {
+            let path = path.clone();
+            let started = Instant::now();
+            tokio::task::spawn_blocking(move || decode::decode_all(&path)).await??;
+            every = every.min(started.elapsed());
+        }
+        longer.push((name, sampled_decode(&path, args.frames, runs, every).await?));
+    }
     let images: Vec<_> = sampled.iter().map(|f| f.image.clone()).collect();
     let segmenting = images.clone();
     let (segment_time, masks) =
@@ -142,7 +161,7 @@ pub async fn run(args: VideoArgs) -> anyhow::Result<()> {
     println!("{:<44} {:>12.2}x", "ours / ffmpeg", ours_fps / theirs_fps);
     row(
         &format!("decode {} sampled frames to RGB", sampled.len()),
-        sample_time,
+        decoding.sampled,
         n,
     );
     row("segment (classic, CPU)", segment_time, n);
@@ -152,6 +171,29 @@ pub async fn run(args: VideoArgs) -> anyhow::Result<()> {
         all_cores,
         n,
     );
+    println!(
+        "\nsampled decode of {} frames against decoding every frame, best of {runs}:",
+        args.frames
+    );
+    println!(
+        "{:<34} {:>12} {:>14} {:>16} {:>8}",
+        "clip", "every frame", "every frame", "sampled (seek +", "sampled"
+    );
+    println!(
+        "{:<34} {:>12} {:>14} {:>16} {:>8}",
+        "", "(no RGB)", "to the samples", "drop unref'd)", "/ every"
+    );
+    let rows = std::iter::once(("10 s, x264 defaults (above)", &decoding))
+        .chain(longer.iter().map(|(name, figures)| (*name, figures)));
+    for (name, figures) in rows {
+        println!(
+            "{name:<34} {:>10.3} s {:>12.3} s {:>14.3} s {:>7.2}x",
+            figures.every.as_secs_f64(),
+            figures.reference.as_secs_f64(),
+            figures.sampled.as_secs_f64(),
+            figures.sampled.as_secs_f64() / figures.every.as_secs_f64()
+        );
+    }
     let best = end_to_end.iter().copied().min().unwrap_or_default();
     let listed: Vec<String> = end_to_end
         .iter()
@@ -178,6 +220,68 @@ where
         .await?
         .map_err(Into::into)?;
     Ok((started.elapsed(), value))
+}
+
+/// Decode times of one clip.
+struct Decoding {
+    /// Every frame, without conversion (as `ffmpeg -f null`).
+    every: Duration,
+    /// Decoding every frame up to the last sample, converting the samples.
+    reference: Duration,
+    /// The sampled decode.
+    sampled: Duration,
+}
+
+async fn sampled_decode(
+    clip: &std::path::Path,
+    frames: usize,
+    runs: usize,
+    every: Duration,
+) -> anyhow::Result<Decoding> {
+    let (mut reference, mut sampled) = (Duration::MAX, Duration::MAX);
+    for _ in 0..runs {
+        let path = clip.to_owned();
+        let (time, _) =
+            timed_blocking(move || decode::sample_frames_decoding_all(&path, frames)).await?;
+        reference = reference.min(time);
+        let path = clip.to_owned();
+        let (time, _) = timed_blocking(move || decode::sample_frames(&path, frames)).await?;
+        sampled = sampled.min(time);
+    }
+    Ok(Decoding {
+        every,
+        reference,
+        sampled,
+    })
+}
+
+/// A 30 s 1080p30 clip of the sample scene, with these encoder options
+/// (`-g 90 -bf 3` encodes as phones do: a keyframe every 3 s, B-frames).
+async fn long_clip(
+    data_dir: &std::path::Path,
+    file: &str,
+    encoder: &'static [&'static str],
+) -> anyhow::Result<PathBuf> {
+    let clip = data_dir.join("bench").join(file);
+    if clip.exists() {
+        return Ok(clip);
+    }
+    std::fs::create_dir_all(clip.parent().expect("has a folder"))?;
+    eprintln!("making {} (once)", clip.display());
+    let scene = Scene {
+        width: 1920,
+        height: 1080,
+        frames: 900,
+        fps: 30,
+        turns: 1.5,
+        ..Scene::default()
+    };
+    let target = clip.clone();
+    tokio::task::spawn_blocking(move || {
+        scene.write_video_with(&target, Codec::H264, false, encoder)
+    })
+    .await??;
+    Ok(clip)
 }
 
 /// The clip the figures are about: made once, then reused.

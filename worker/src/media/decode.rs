@@ -14,6 +14,7 @@
 
 use std::{collections::VecDeque, path::Path, sync::Once};
 
+use ffmpeg::Rescale as _;
 use ffmpeg::{
     codec, format,
     media::Type,
@@ -21,7 +22,6 @@ use ffmpeg::{
     util::{format::Pixel, frame},
 };
 use ffmpeg_next as ffmpeg;
-use ffmpeg::Rescale as _;
 use image::{RgbImage, imageops};
 
 /// Why a file could not be decoded. All but `Io` are permanent: trying again
@@ -137,7 +137,8 @@ fn sample(path: &Path, count: usize, reach: Reach) -> Result<(VideoInfo, Vec<Fra
                 // between is of no use. Frames still in the decoder were not
                 // wanted (the ones wanted so far have all come out).
                 decoder.flush();
-                let at = key.rescale_with(time_base, ffmpeg::rescale::TIME_BASE, ffmpeg::Rounding::Up);
+                let at =
+                    key.rescale_with(time_base, ffmpeg::rescale::TIME_BASE, ffmpeg::Rounding::Up);
                 input
                     .seek(at, ..at + 1)
                     .map_err(|e| DecodeError::Corrupt(format!("seeking failed: {e}")))?;

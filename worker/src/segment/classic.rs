@@ -89,7 +89,8 @@ impl ClassicSegmenter {
             .zip(small.iter().zip(&fits))
             .map(|(frame, (plane, fit))| {
                 let (raw, shadowy) = foreground(plane, fit, threshold);
-                let cleaned = clean(&raw, &shadowy);
+                let standing = fit.edge > threshold;
+                let cleaned = clean(&raw, &shadowy, standing);
                 enlarge(&cleaned, frame.width(), frame.height())
             })
             .collect()
@@ -201,6 +202,8 @@ struct Fit {
     /// Per row, the misfit's spread on the surface the row belongs to (the
     /// wall's, from the top border, or the table's, from the bottom one).
     roughness: Vec<f32>,
+    /// The sharpest step in colour down both side borders, in levels.
+    edge: f32,
 }
 
 /// Reads the background from the frame's borders.
@@ -216,8 +219,19 @@ fn fit_background(plane: &Plane) -> Fit {
             })
             .collect()
     };
-    let left = rows(0..strip);
-    let right = rows(w - strip..w);
+    // A running median down each border steadies the colours without
+    // blurring a step.
+    let steady = |rows: Vec<[f32; 3]>| -> Vec<[f32; 3]> {
+        (0..rows.len())
+            .map(|y| {
+                let mut near: Vec<[f32; 3]> =
+                    rows[y.saturating_sub(2)..(y + 3).min(rows.len())].to_vec();
+                median(&mut near)
+            })
+            .collect()
+    };
+    let left = steady(rows(0..strip));
+    let right = steady(rows(w - strip..w));
     let shift = edge_shift(&left, &right, (w as f32 * 0.08).ceil() as usize);
     let model = Model {
         left,
@@ -258,10 +272,19 @@ fn fit_background(plane: &Plane) -> Fit {
             }
         })
         .collect();
+    // A sharp step down a border: a wall meeting the surface the product
+    // stands on.
+    let step = |rows: &[[f32; 3]]| {
+        (2..h.saturating_sub(2))
+            .map(|y| distance(&rows[y - 2], &rows[y + 2]))
+            .fold(0f32, f32::max)
+    };
+    let edge = step(&model.left).min(step(&model.right));
     Fit {
         model,
         residuals,
         roughness,
+        edge,
     }
 }
 
@@ -342,7 +365,9 @@ fn foreground(plane: &Plane, fit: &Fit, threshold: f32) -> (Binary, Binary) {
 
 /// Closes gaps, fills holes, removes specks and cast shadows, and keeps the
 /// product's component.
-fn clean(raw: &Binary, shadowy: &Binary) -> Binary {
+/// `standing`: the product stands on a surface seen meeting the wall, so
+/// it reaches down to one base line.
+fn clean(raw: &Binary, shadowy: &Binary, standing: bool) -> Binary {
     let min_area = (raw.width * raw.height / 500).max(4);
     let first = raw.close(2).fill_holes().open(1);
     let Some((_, top, _, bottom)) = first.keep_product(min_area).extent() else {
@@ -368,12 +393,16 @@ fn clean(raw: &Binary, shadowy: &Binary) -> Binary {
             && part.width() >= part.height()
             && (beside || seam)
     });
-    first
+    let product = first
         .minus(&flat)
         .open(1)
         .keep_product(min_area)
-        .fill_rows((raw.width / 40).max(2))
-        .extend_to_base()
+        .fill_rows((raw.width / 40).max(2));
+    if standing {
+        product.extend_to_base()
+    } else {
+        product
+    }
 }
 
 /// Scales a working mask to the frame's size with smooth, sub-pixel edges:

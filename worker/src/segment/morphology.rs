@@ -172,8 +172,10 @@ impl Binary {
         let base = bottoms[bottoms.len() * 3 / 4];
         let middle = top + (base.saturating_sub(top)) / 2;
         let mut out = self.clone();
+        // A ragged edge of a pixel or two is not a lost part.
+        let slack = (base.saturating_sub(top) / 25).max(2);
         for &(x, column_top, column_bottom) in &runs {
-            if column_top <= middle && column_bottom < base {
+            if column_top <= middle && column_bottom + slack < base {
                 for y in column_bottom..=base {
                     out.data[y * w + x] = true;
                 }

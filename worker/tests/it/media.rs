@@ -284,7 +284,9 @@ fn sampled_decoding_gives_the_frames_a_full_decode_gives() {
     ];
     for (name, codec, encoder) in cases {
         let path = scratch(name);
-        scene.write_video_with(&path, codec, false, encoder).unwrap();
+        scene
+            .write_video_with(&path, codec, false, encoder)
+            .unwrap();
         for count in [1, 7, 24, 200] {
             let got = same_frames(&path, count);
             assert_eq!(got, count.min(90), "{name}, {count} frames");
