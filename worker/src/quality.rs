@@ -47,9 +47,9 @@ pub fn placement(mask: &GrayImage) -> Placement {
 #[serde(rename_all = "snake_case")]
 pub enum Warning {
     /// The mask spans the frame's whole width: a band of wall or table, not a
-    /// product standing in the picture. The frame is left out.
+    /// product standing in the picture.
     SpansWidth,
-    /// The mask covers most of the frame. The frame is left out.
+    /// The mask covers most of the frame.
     FillsFrame,
     /// The mask runs along the frame's border: the product may be cut off.
     TouchesBorder,
@@ -60,7 +60,8 @@ pub enum Warning {
 }
 
 impl Warning {
-    /// Whether the frame is unusable (left out rather than saved with a warning).
+    /// Whether the frame is unusable (left out rather than saved with a
+    /// warning) when the segmenter fails this way (`spanning_masks_fail`).
     pub fn rejects(self) -> bool {
         matches!(self, Self::SpansWidth | Self::FillsFrame)
     }

@@ -42,6 +42,10 @@ impl Segmenter for ClassicSegmenter {
         "classic"
     }
 
+    fn spanning_masks_fail(&self) -> bool {
+        true
+    }
+
     fn segment(&self, frames: &[RgbImage], _prompt: &str) -> anyhow::Result<Vec<GrayImage>> {
         let masks = self.segment_at(frames, self.working_size);
         // A product far away covers few working pixels, and a pixel's error at

@@ -23,6 +23,13 @@ pub trait Segmenter: Send + Sync {
     /// rest. `prompt` names the product (backends that take text use it). A
     /// frame without the product gets an empty mask.
     fn segment(&self, frames: &[RgbImage], prompt: &str) -> anyhow::Result<Vec<GrayImage>>;
+
+    /// Whether a mask spanning the frame is this backend's known way of
+    /// failing (a band of wall or table) rather than a product: such frames
+    /// are left out. Otherwise they are kept, with a warning for the reviewer.
+    fn spanning_masks_fail(&self) -> bool {
+        false
+    }
 }
 
 /// Where a mask's pixels are, in the mask's own coordinates.
