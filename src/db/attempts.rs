@@ -100,8 +100,10 @@ pub async fn record_attempts(
             SET status = 'running', attempts = s.attempt, worker = s.worker, started_at = s.at,
                 next_attempt_at = NULL
             FROM starts s
-            -- unfinished (see jobs_completed_when_ended); a late start never reopens a job
+            -- unfinished (see jobs_completed_when_ended); a late start never reopens a job,
+            -- nor one that went back to the queue before its start was written
             WHERE j.task_id = s.task_id AND NOT s.finishing AND j.completed_at IS NULL
+              AND EXISTS (SELECT 1 FROM apalis.jobs t WHERE t.id = s.task_id AND t.lock_by = s.worker)
         ),
         finishes AS (
             SELECT f.*,
