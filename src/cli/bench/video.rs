@@ -262,45 +262,48 @@ async fn long_clip(
     file: &str,
     encoder: &'static [&'static str],
 ) -> anyhow::Result<PathBuf> {
+    let scene = Scene {
+        frames: 900,
+        turns: 1.5,
+        ..clip_scene()
+    };
+    made_once(data_dir, file, scene, encoder).await
+}
+
+/// The clip the figures are about: made once, then reused.
+async fn sample_clip(data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    made_once(data_dir, "clip-1080p30-10s.mp4", clip_scene(), &[]).await
+}
+
+/// The sample scene in 1080p30, 10 s.
+fn clip_scene() -> Scene {
+    Scene {
+        width: 1920,
+        height: 1080,
+        frames: 300,
+        fps: 30,
+        ..Scene::default()
+    }
+}
+
+/// A clip in the data folder's `bench/`, encoded the first time it is asked for.
+async fn made_once(
+    data_dir: &std::path::Path,
+    file: &str,
+    scene: Scene,
+    encoder: &'static [&'static str],
+) -> anyhow::Result<PathBuf> {
     let clip = data_dir.join("bench").join(file);
     if clip.exists() {
         return Ok(clip);
     }
     std::fs::create_dir_all(clip.parent().expect("has a folder"))?;
     eprintln!("making {} (once)", clip.display());
-    let scene = Scene {
-        width: 1920,
-        height: 1080,
-        frames: 900,
-        fps: 30,
-        turns: 1.5,
-        ..Scene::default()
-    };
     let target = clip.clone();
     tokio::task::spawn_blocking(move || {
         scene.write_video_with(&target, Codec::H264, false, encoder)
     })
     .await??;
-    Ok(clip)
-}
-
-/// The clip the figures are about: made once, then reused.
-async fn sample_clip(data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
-    let clip = data_dir.join("bench").join("clip-1080p30-10s.mp4");
-    if clip.exists() {
-        return Ok(clip);
-    }
-    std::fs::create_dir_all(clip.parent().expect("has a folder"))?;
-    eprintln!("making {} (once)", clip.display());
-    let scene = Scene {
-        width: 1920,
-        height: 1080,
-        frames: 300,
-        fps: 30,
-        ..Scene::default()
-    };
-    let target = clip.clone();
-    tokio::task::spawn_blocking(move || scene.write_video(&target, Codec::H264, false)).await??;
     Ok(clip)
 }
 

@@ -218,15 +218,7 @@ impl Binary {
                 continue;
             }
             let id = parts.len() as u32;
-            let mut part = Part {
-                area: 0,
-                sum_x: 0.0,
-                sum_y: 0.0,
-                x0: usize::MAX,
-                y0: usize::MAX,
-                x1: 0,
-                y1: 0,
-            };
+            let mut part = Part::EMPTY;
             stack.push(start);
             label[start] = id;
             while let Some(i) = stack.pop() {
@@ -265,16 +257,8 @@ impl Binary {
     pub fn extent(&self) -> Option<(usize, usize, usize, usize)> {
         let mut part: Option<Part> = None;
         for (i, _) in self.data.iter().enumerate().filter(|(_, set)| **set) {
-            part.get_or_insert(Part {
-                area: 0,
-                sum_x: 0.0,
-                sum_y: 0.0,
-                x0: usize::MAX,
-                y0: usize::MAX,
-                x1: 0,
-                y1: 0,
-            })
-            .add(i % self.width, i / self.width);
+            part.get_or_insert(Part::EMPTY)
+                .add(i % self.width, i / self.width);
         }
         part.map(|p| (p.x0, p.y0, p.x1, p.y1))
     }
@@ -318,6 +302,16 @@ pub struct Part {
 }
 
 impl Part {
+    const EMPTY: Part = Part {
+        area: 0,
+        sum_x: 0.0,
+        sum_y: 0.0,
+        x0: usize::MAX,
+        y0: usize::MAX,
+        x1: 0,
+        y1: 0,
+    };
+
     fn add(&mut self, x: usize, y: usize) {
         self.area += 1;
         self.sum_x += x as f64;
