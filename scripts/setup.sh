@@ -129,4 +129,17 @@ if [ "$WITH_TEST" = 1 ]; then
 	fi
 fi
 
+if [ "$WITH_TEST" = 1 ]; then
+	step "Tiny random DINOv2 models with transformers' outputs (the DINOv2 port's equivalence test)"
+	dino="$REPO_ROOT/.data/models/dinov2-tiny"
+	if [ -f "$dino/tiny-swiglu/reference.safetensors" ] && [ vision/python/make_dinov2.py -ot "$dino/tiny-swiglu/reference.safetensors" ] && [ "$torch_reqs" -ot "$dino/tiny-swiglu/reference.safetensors" ]; then
+		info "already made: $dino"
+	else
+		info "vision/python/make_dinov2.py --tiny --out $dino"
+		rm -rf "$dino"
+		"$torch_venv/bin/python" vision/python/make_dinov2.py --tiny --out "$dino" 2>&1 | grep -E "^wrote" | sed 's/^/    /'
+		[ -f "$dino/tiny-swiglu/reference.safetensors" ] || die "making the tiny DINOv2 models failed"
+	fi
+fi
+
 step "Set-up complete"

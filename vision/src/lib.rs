@@ -1,13 +1,15 @@
-//! Models that run on libtorch through tch: SAM 3 segmentation today. CUDA is
-//! used when present; everything also runs (slowly) on CPU, which is how CI
-//! tests it. Nothing here links FFmpeg, so the benchmark binary runs on GPU
-//! machines that have only the NVIDIA driver and libtorch.
+//! Models that run on libtorch through tch: SAM 3 segmentation and DINOv2
+//! embeddings. CUDA is used when present; everything also runs on CPU, which
+//! is how CI tests it. Nothing here links FFmpeg, so the benchmark binaries
+//! run on GPU machines that have only the NVIDIA driver and libtorch.
 
 pub mod device;
+pub mod dinov2;
 pub mod sam3;
 pub mod select;
 
 pub use device::{DeviceChoice, TorchInfo};
+pub use dinov2::{Dinov2, Dinov2Config, Dinov2Options};
 pub use sam3::{Sam3, Sam3Options};
 
 /// The libtorch version the binary was built against (from torch's version.py).
