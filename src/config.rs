@@ -181,6 +181,9 @@ pub struct PipelineArgs {
 
     #[command(flatten)]
     pub segmenter: SegmenterArgs,
+
+    #[command(flatten)]
+    pub embed: EmbedArgs,
 }
 
 /// Which model finds the product in the frames.
@@ -258,6 +261,77 @@ impl SegmenterArgs {
             "segmenter loaded"
         );
         Ok(std::sync::Arc::new(segmenter))
+    }
+}
+
+/// Which model turns frames and query photos into vectors.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EmbedArgs {
+    /// A DINOv2 folder in Hugging Face's layout (`config.json` and
+    /// `model.safetensors`, e.g. a download of facebook/dinov2-small). Without
+    /// it the classic CPU descriptor embeds. A folder that cannot be loaded
+    /// stops the process at start.
+    #[arg(long, env = "EMBED_MODEL_PATH")]
+    pub embed_model_path: Option<std::path::PathBuf>,
+
+    /// Where DINOv2 runs: `auto`, `cpu`, `cuda` or `cuda:N` (as for SAM 3).
+    #[cfg(feature = "sam3")]
+    #[arg(long, env = "EMBED_DEVICE", default_value = "auto")]
+    pub embed_device: buybuddy_vision::DeviceChoice,
+    /// Where DINOv2 would run (this build has no libtorch).
+    #[cfg(not(feature = "sam3"))]
+    #[arg(long, env = "EMBED_DEVICE", default_value = "auto")]
+    pub embed_device: String,
+
+    /// Images per DINOv2 forward pass.
+    #[arg(long, env = "EMBED_BATCH_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub embed_batch_size: u32,
+
+    /// On CUDA, run DINOv2 in full precision instead of fp16 autocast.
+    #[arg(long, env = "EMBED_FULL_PRECISION")]
+    pub embed_full_precision: bool,
+}
+
+impl EmbedArgs {
+    /// The embedders of this process: the configured model loaded now (a
+    /// broken folder is an error here), and how others are loaded on demand.
+    pub fn open(&self) -> anyhow::Result<std::sync::Arc<buybuddy_worker::embed::Embedders>> {
+        use buybuddy_worker::embed::{Embedders, LoadOptions};
+        #[cfg(feature = "sam3")]
+        let options = LoadOptions {
+            dinov2: buybuddy_vision::Dinov2Options {
+                device: self.embed_device,
+                batch_size: self.embed_batch_size as usize,
+                half: !self.embed_full_precision,
+            },
+        };
+        #[cfg(not(feature = "sam3"))]
+        let options = LoadOptions::default();
+        let Some(path) = &self.embed_model_path else {
+            return Ok(std::sync::Arc::new(Embedders::new(None, options)));
+        };
+        #[cfg(not(feature = "sam3"))]
+        anyhow::bail!(
+            "EMBED_MODEL_PATH={} but this buybuddy was built without libtorch (the `sam3` \
+             feature, as in the server image): run workers from the worker image",
+            path.display()
+        );
+        #[cfg(feature = "sam3")]
+        {
+            use anyhow::Context;
+            let started = std::time::Instant::now();
+            let model = buybuddy_worker::embed::Dinov2Embedder::load(path, options.dinov2)
+                .with_context(|| format!("EMBED_MODEL_PATH={}", path.display()))?;
+            tracing::info!(
+                model = %model.describe(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "embedding model loaded"
+            );
+            Ok(std::sync::Arc::new(Embedders::new(
+                Some(std::sync::Arc::new(model)),
+                options,
+            )))
+        }
     }
 }
 

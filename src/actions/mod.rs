@@ -8,6 +8,7 @@
 pub mod jobs;
 pub mod metadata;
 pub mod products;
+pub mod search;
 pub mod sync;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,10 @@ pub enum ActionError {
     /// The thing is not in a state that allows the action.
     #[error("{0}")]
     Conflict(String),
+    /// Something the action needs is not there just now (no model serves,
+    /// this process cannot run the model).
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod db;
 mod doctor;
+mod embed;
 mod jobs;
 mod serve;
 mod sync;
@@ -76,6 +77,13 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(user::TokenCommand),
+    /// Queue embed jobs: every product without vectors (--all) or some.
+    Embed(embed::EmbedArgs),
+    /// The embedding models: list them, make one active.
+    #[command(subcommand)]
+    Models(embed::ModelsCommand),
+    /// Find products like a photo or like a product, and print them as JSON.
+    Search(embed::SearchArgs),
     /// Measure the platform (figures, not tests).
     #[command(subcommand)]
     Bench(bench::Command),
@@ -127,6 +135,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Jobs(command) => jobs::run(command).await?,
         Command::User(command) => user::user(command).await?,
         Command::Token(command) => user::token(command).await?,
+        Command::Embed(args) => embed::embed(args).await?,
+        Command::Models(command) => embed::models(command).await?,
+        Command::Search(args) => embed::run_search(args).await?,
         Command::Bench(command) => bench::run(command).await?,
     }
     Ok(ExitCode::SUCCESS)

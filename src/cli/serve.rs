@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use crate::{
     actions::Intake,
-    config::{BuybuddyArgs, DbArgs, StorageArgs},
+    config::{BuybuddyArgs, DbArgs, EmbedArgs, StorageArgs},
     queue::DEFAULT_QUEUE,
     realtime::Hub,
     web::{self, App, AppState},
@@ -22,6 +22,11 @@ pub struct Args {
 
     #[command(flatten)]
     api: BuybuddyArgs,
+
+    /// The model that embeds search photos, when it is not the serving
+    /// model's registered folder (which is loaded on the first search).
+    #[command(flatten)]
+    embed: EmbedArgs,
 
     /// Address the server listens on.
     #[arg(long, env = "BUYBUDDY_BIND", default_value = "127.0.0.1:8080")]
@@ -78,6 +83,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         catalog: args.api.client()?.map(Arc::new),
         intake: Intake::remote(buckets, args.enable_probe_jobs),
         dashboard: Default::default(),
+        embedders: args.embed.open()?,
     }));
     web::serve(listener, state, shutdown).await
 }

@@ -16,7 +16,7 @@ use crate::{
     },
     config::{DbArgs, PipelineArgs, StorageArgs},
     db,
-    jobs::{Job, Resources, video::Video},
+    jobs::{Job, Resources, embed::Embed, video::Video},
     queue::{
         DEFAULT_QUEUE,
         worker::{self, WorkerConfig},
@@ -96,6 +96,7 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let (_, pool) = super::open_database(&args.db, &[]).await?;
     let resources = Resources::from_args(&args.db.data_dir, &args.storage, &args.pipeline).await?;
     resources.check_gemini().await?;
+    resources.register_models(&pool).await?;
     // A one-job worker on a queue of its own runs the job exactly as a worker
     // would, attempt and events included, without waiting for one.
     let queue = format!(
@@ -130,14 +131,40 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
             dead_worker_after: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
             timeouts: Default::default(),
-            kinds: vec![Video::KIND],
+            kinds: vec![Video::KIND, Embed::KIND],
             resources: Arc::new(resources),
         },
         pool.clone(),
         stop.clone(),
     ));
     let interrupted = super::shutdown_signal();
-    let job = follow(&pool, job_id, &interrupted).await;
+    let mut job = follow(&pool, job_id, &interrupted).await;
+    // The product's vectors follow in the embed job the video job queued.
+    if let Ok(done) = &job
+        && let Some(embed_id) = done
+            .output
+            .as_ref()
+            .and_then(|o| o.get("embed_job"))
+            .and_then(|id| id.as_str())
+            .and_then(|id| id.parse::<Uuid>().ok())
+    {
+        eprintln!("job {embed_id}: embedding the frames");
+        match follow(&pool, embed_id, &interrupted).await {
+            Ok(embedded) if embedded.status == JobStatus::Completed => {
+                if let (Ok(done), Some(output)) = (&mut job, embedded.output) {
+                    if let Some(map) = done.output.as_mut().and_then(|o| o.as_object_mut()) {
+                        map.insert("embedding".to_owned(), output);
+                    }
+                }
+            }
+            Ok(embedded) => eprintln!(
+                "warning: the embed job {}: {}",
+                embedded.status,
+                embedded.error_message.as_deref().unwrap_or("cancelled")
+            ),
+            Err(error) => eprintln!("warning: following the embed job: {error:#}"),
+        }
+    }
     stop.cancel();
     runner.await??;
     // The private queue has served its purpose; the job row is the record.

@@ -94,6 +94,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     {
         resources.check_gemini().await?;
     }
+    resources.register_models(&pool).await?;
     tracing::info!(
         storage = %resources.storage.as_ref().map_or_else(String::new, |s| s.describe()),
         segmenter = resources.segmenter.as_ref().map_or("none", |s| s.name()),

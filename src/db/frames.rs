@@ -106,6 +106,12 @@ pub async fn save(
     sqlx::query!("DELETE FROM frames WHERE job_id = $1", product.job_id)
         .execute(&mut *tx)
         .await?;
+    // Frame vectors went with their frames; a prototype made of them must not
+    // outlive them. The embed job queued after this save makes new ones.
+    sqlx::query("DELETE FROM product_embeddings WHERE product_id = $1")
+        .bind(product_id)
+        .execute(&mut *tx)
+        .await?;
     insert(&mut *tx, product_id, product.job_id, frames).await?;
     sqlx::query!(
         "UPDATE jobs SET frame_count = $2, frames_path = $3, barcode = $4 WHERE id = $1",

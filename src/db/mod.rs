@@ -4,6 +4,7 @@
 pub mod attempts;
 pub mod catalog;
 pub mod embedded;
+pub mod embeddings;
 pub mod frames;
 pub mod job_events;
 pub mod jobs;

@@ -20,6 +20,8 @@ pub struct JobContext {
     /// What the worker process holds for its jobs: storage, clients, models.
     pub resources: Arc<Resources>,
     pool: PgPool,
+    /// The queue the job came from, where it queues follow-up jobs.
+    queue: String,
 }
 
 /// Why a job did not complete.
@@ -80,7 +82,18 @@ impl JobContext {
             max_attempts,
             resources,
             pool,
+            queue: crate::queue::DEFAULT_QUEUE.to_owned(),
         }
+    }
+
+    /// The queue follow-up jobs go to (the default queue unless set).
+    pub fn on_queue(mut self, queue: &str) -> Self {
+        queue.clone_into(&mut self.queue);
+        self
+    }
+
+    pub fn queue(&self) -> &str {
+        &self.queue
     }
 
     /// The database, for jobs that save their own results.

@@ -5,6 +5,7 @@
 //! models) through [`Resources`].
 
 pub mod context;
+pub mod embed;
 pub mod probes;
 pub mod resources;
 pub mod video;
@@ -62,6 +63,7 @@ pub enum JobSpec {
     Fail(fail::Fail),
     Crash(crash::Crash),
     Video(video::Video),
+    Embed(embed::Embed),
 }
 
 /// Calls `$body` with the job of whichever kind `$spec` holds, bound to `$job`.
@@ -73,6 +75,7 @@ macro_rules! with_job {
             JobSpec::Fail($job) => $body,
             JobSpec::Crash($job) => $body,
             JobSpec::Video($job) => $body,
+            JobSpec::Embed($job) => $body,
         }
     };
 }
@@ -84,6 +87,7 @@ pub const KINDS: &[&str] = &[
     fail::Fail::KIND,
     crash::Crash::KIND,
     video::Video::KIND,
+    embed::Embed::KIND,
 ];
 
 /// The stable names of the probe kinds.

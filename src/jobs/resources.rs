@@ -32,6 +32,9 @@ pub struct Resources {
     pub gemini: Option<Gemini>,
     /// Finds the product in frames; absent on queue-only workers.
     pub segmenter: Option<Arc<dyn Segmenter>>,
+    /// What turns frames into vectors: the classic descriptor, the
+    /// configured model, registry models loaded on demand.
+    pub embedders: Arc<buybuddy_worker::embed::Embedders>,
     /// How videos become frames.
     pub video: VideoSettings,
     /// Whether `crash` jobs may take this worker down (off unless asked for).
@@ -83,6 +86,7 @@ impl Resources {
             s3: storage.s3_settings(),
             gemini: pipeline.gemini.client()?,
             segmenter: Some(pipeline.segmenter.open()?),
+            embedders: pipeline.embed.open()?,
             video: VideoSettings {
                 frames: pipeline.frames,
                 post: postprocess::Options {
@@ -128,6 +132,19 @@ impl Resources {
         self.storage.as_ref().ok_or_else(|| {
             JobError::Permanent(anyhow!("this worker has no object storage configured"))
         })
+    }
+
+    /// Registers the embedders this process holds (the classic descriptor,
+    /// the configured model), so jobs and searches can name them; on a new
+    /// database the classic descriptor becomes the active model.
+    pub async fn register_models(&self, pool: &sqlx::PgPool) -> anyhow::Result<()> {
+        for info in self.embedders.loaded() {
+            let model = crate::db::embeddings::register(pool, &info, info.kind == "classic")
+                .await
+                .with_context(|| format!("registering the embedding model {}", info.name))?;
+            tracing::info!(model = %model.label(), active = model.active, serving = model.serving, "embedding model registered");
+        }
+        Ok(())
     }
 
     /// The segmenter, or a clear refusal on a worker without one.

@@ -119,6 +119,8 @@ struct Runtime {
     ledger: Ledger,
     timeouts: HashMap<String, Duration>,
     resources: Arc<Resources>,
+    /// The queue this process serves: where jobs queue their follow-ups.
+    queue: String,
 }
 
 /// The attempt limit of the task being run, read from the queue row.
@@ -148,6 +150,7 @@ pub async fn run(
         ledger: Ledger::spawn(&pool),
         timeouts: config.timeouts.clone(),
         resources: config.resources.clone(),
+        queue: config.queue.clone(),
     });
     let listening = CancellationToken::new();
     let _stop_listening = listening.clone().drop_guard();
@@ -468,7 +471,8 @@ impl Runtime {
             attempt,
             max_attempts,
             self.resources.clone(),
-        );
+        )
+        .on_queue(&self.queue);
         let run = AssertUnwindSafe(job.spec.run(&ctx)).catch_unwind();
         match tokio::time::timeout(timeout, run).await {
             Err(_) => retry_or_fail(format!("timed out after {}", format_duration(timeout))),

@@ -54,6 +54,7 @@ impl From<crate::actions::ActionError> for AppError {
             ActionError::Refused(message) => Self::Forbidden(message),
             ActionError::NotFound(message) => Self::NotFound(message),
             ActionError::Conflict(message) => Self::Conflict(message),
+            ActionError::Unavailable(message) => Self::Unavailable(message),
             ActionError::Internal(error) => Self::Internal(error),
         }
     }

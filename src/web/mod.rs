@@ -14,6 +14,7 @@ mod login;
 mod media;
 mod paging;
 mod products;
+mod search;
 pub mod session;
 mod sync;
 mod upload;
@@ -51,6 +52,8 @@ pub struct App {
     pub intake: crate::actions::Intake,
     /// The dashboard's figures, shared by everyone viewing it.
     pub dashboard: DashboardFigures,
+    /// What embeds search photos: the serving model, loaded on first use.
+    pub embedders: Arc<buybuddy_worker::embed::Embedders>,
 }
 
 /// The dashboard's figures, kept until the database announces a change.
@@ -122,6 +125,18 @@ pub fn router(state: AppState) -> Router {
         .route(paths::PRODUCT_APPROVE, post(products::approve))
         .route(paths::PRODUCT_REJECT, post(products::reject))
         .route(paths::PRODUCT_REPROCESS, post(products::reprocess_one))
+        .route(
+            paths::SEARCH,
+            get(search::page)
+                .post(search::submit)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::actions::search::MAX_IMAGE_BYTES + (1 << 20),
+                )),
+        )
+        .route(paths::SEARCH_DUPLICATES, get(search::duplicates))
+        .route(paths::SEARCH_BACKFILL, post(search::backfill))
+        .route(paths::MODEL_ACTIVATE, post(search::activate))
+        .route(paths::PRODUCT_SIMILAR, get(search::similar_panel))
         .route(paths::SYNC, get(sync::page).post(sync::run))
         .route(paths::SYNC_ENQUEUE, post(sync::enqueue))
         .route(paths::LOGOUT, post(login::logout))

@@ -10,4 +10,5 @@ pub mod layout;
 pub mod login;
 pub mod paths;
 pub mod products;
+pub mod search;
 pub mod sync;

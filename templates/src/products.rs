@@ -293,6 +293,7 @@ pub fn product_page(viewer: &Viewer, product: &ProductView) -> Markup {
                     }
                 }
             }
+            (crate::search::similar_panel(&product.id))
         },
     )
 }

@@ -525,13 +525,14 @@ impl Default for Dinov2Options {
 /// A DINOv2 folder loaded for embedding images.
 pub struct Dinov2 {
     vs: nn::VarStore,
-    model: Dinov2Model,
+    /// One batch at a time (a second would only compete for the same
+    /// device); the lock also makes the model's tensors shareable.
+    model: Mutex<Dinov2Model>,
+    config: Dinov2Config,
     folder: PathBuf,
     weights: Vec<PathBuf>,
     device: Device,
     options: Dinov2Options,
-    /// One batch at a time: a second would only compete for the same device.
-    busy: Mutex<()>,
 }
 
 impl std::fmt::Debug for Dinov2 {
@@ -579,12 +580,12 @@ impl Dinov2 {
         vs.freeze();
         let loaded = Self {
             vs,
-            model,
+            model: Mutex::new(model),
+            config,
             folder,
             weights,
             device,
             options,
-            busy: Mutex::new(()),
         };
         // One image through, so a model that cannot run fails here.
         let probe = loaded.embed(&[RgbImage::new(INPUT_SIZE, INPUT_SIZE)])?;
@@ -597,11 +598,12 @@ impl Dinov2 {
     }
 
     pub fn config(&self) -> &Dinov2Config {
-        self.model.config()
+        &self.config
     }
 
-    pub fn model(&self) -> &Dinov2Model {
-        &self.model
+    /// The modules, for running raw tensors through (tests, training).
+    pub fn model(&self) -> std::sync::MutexGuard<'_, Dinov2Model> {
+        self.model.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn dims(&self) -> usize {
@@ -640,7 +642,7 @@ impl Dinov2 {
     /// One L2-normalised embedding per image. 518x518 images go in as they
     /// are; others are resized so the short side is 518 and centre-cropped.
     pub fn embed(&self, images: &[RgbImage]) -> anyhow::Result<Vec<Vec<f32>>> {
-        let _busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let model = self.model();
         let mut out = Vec::with_capacity(images.len());
         for chunk in images.chunks(self.options.batch_size) {
             let pixels = Tensor::stack(
@@ -653,9 +655,9 @@ impl Dinov2 {
             .to_device(self.device);
             let pooled = tch::no_grad(|| {
                 if self.device.is_cuda() && self.options.half {
-                    tch::autocast(true, || self.model.forward(&pixels).pooled)
+                    tch::autocast(true, || model.forward(&pixels).pooled)
                 } else {
-                    self.model.forward(&pixels).pooled
+                    model.forward(&pixels).pooled
                 }
             });
             let pooled = pooled.to_kind(Kind::Float);

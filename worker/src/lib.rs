@@ -4,6 +4,7 @@
 
 pub mod buybuddy;
 pub mod download;
+pub mod embed;
 pub mod gemini;
 pub mod http;
 pub mod media;

@@ -416,8 +416,12 @@ async fn persist(
     if let Err(error) = storage.delete(&saved.replaced).await {
         tracing::warn!(job.id = %ctx.job_id, %error, "removing replaced frames failed; they stay in storage");
     }
+    // New frames want new vectors: the active model's embed job follows.
+    let embed_job =
+        crate::jobs::embed::queue_for_active(ctx.pool(), ctx.queue(), saved.product_id).await?;
     Ok(json!({
         "status": "completed",
+        "embed_job": embed_job,
         "metadata": metadata,
         "grounding_prompt": prompt,
         "frame_count": rows.len(),

@@ -6,6 +6,7 @@
 
 mod jobs;
 mod products;
+mod search;
 mod sync;
 
 use axum::Router;
@@ -16,6 +17,7 @@ use super::AppState;
 pub fn routes(upload_limit: axum::extract::DefaultBodyLimit) -> Router<AppState> {
     jobs::routes(upload_limit)
         .merge(products::routes())
+        .merge(search::routes())
         .merge(sync::routes())
 }
 

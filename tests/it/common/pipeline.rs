@@ -67,6 +67,14 @@ impl TestPipeline {
         }
     }
 
+    /// The same, embedding with these embedders.
+    pub fn with_embedders(mut self, embedders: Arc<buybuddy_worker::embed::Embedders>) -> Self {
+        Arc::get_mut(&mut self.resources)
+            .expect("resources not shared yet")
+            .embedders = embedders;
+        self
+    }
+
     /// Worker settings that run video jobs with these resources.
     pub fn worker_config(&self) -> WorkerConfig {
         WorkerConfig {

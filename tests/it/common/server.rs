@@ -102,6 +102,7 @@ impl TestServer {
             catalog,
             intake,
             dashboard: Default::default(),
+            embedders: Default::default(),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
