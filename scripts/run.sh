@@ -32,6 +32,14 @@ sample="$REPO_ROOT/.data/samples/sample.mp4"
 [ -f "$sample" ] || "$bin" sample-video --out "$sample"
 "$bin" process "$sample" --barcode 8690000000001 >"$REPO_ROOT/.data/samples/sample.json"
 info "product 8690000000001: $(grep -o '"frame_count": [0-9]*' "$REPO_ROOT/.data/samples/sample.json")"
+info "embedded: $(python3 -c 'import json,sys; e=json.load(sys.stdin).get("embedding") or {}; print(e.get("frames", 0), "frame vectors and a prototype with", e.get("model", "no model"))' <"$REPO_ROOT/.data/samples/sample.json")"
+
+step "Searching with one of its frames"
+frame=$(find "$REPO_ROOT/.data/storage/frames/8690000000001" -name '0000.png' | head -n 1)
+if [ -n "$frame" ]; then
+	"$bin" search --image "$frame" --k 3 >"$REPO_ROOT/.data/samples/search.json"
+	info "$(python3 -c 'import json,sys; a=json.load(sys.stdin); h=a["hits"]; print("nearest:", ", ".join("%s (%.3f)" % (x["product"]["barcode"], x["similarity"]) for x in h) or "nothing", "by", a["model"])' <"$REPO_ROOT/.data/samples/search.json")"
+fi
 
 bind=${BUYBUDDY_BIND:-127.0.0.1:8080}
 step "Starting the server and a worker"
@@ -56,5 +64,6 @@ printf '\n    Buybuddy is running: http://%s\n' "$bind"
 printf '    Sign in as %s with the password %s (kept in %s)\n' "$admin_email" "$(cat "$password_file")" "$password_file"
 printf '    Database: %s\n' "$("$bin" db status)"
 printf '    Queue a test job:   %s jobs push sleep millis=3000 steps=6\n' "$bin"
+printf '    Search by photo:    http://%s/search\n' "$bind"
 printf '    Stop with Ctrl-C.\n\n'
 wait -n "${pids[@]}"

@@ -151,10 +151,10 @@ pub async fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
         eprintln!("job {embed_id}: embedding the frames");
         match follow(&pool, embed_id, &interrupted).await {
             Ok(embedded) if embedded.status == JobStatus::Completed => {
-                if let (Ok(done), Some(output)) = (&mut job, embedded.output) {
-                    if let Some(map) = done.output.as_mut().and_then(|o| o.as_object_mut()) {
-                        map.insert("embedding".to_owned(), output);
-                    }
+                if let (Ok(done), Some(output)) = (&mut job, embedded.output)
+                    && let Some(map) = done.output.as_mut().and_then(|o| o.as_object_mut())
+                {
+                    map.insert("embedding".to_owned(), output);
                 }
             }
             Ok(embedded) => eprintln!(

@@ -189,6 +189,10 @@ mod tests {
                 frames: None,
                 background: None,
             }),
+            JobSpec::Embed(embed::Embed {
+                product_id: uuid::Uuid::nil(),
+                model_id: 1,
+            }),
         ]
     }
 

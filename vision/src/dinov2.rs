@@ -344,9 +344,15 @@ impl Attention {
     fn forward(&self, xs: &Tensor) -> Tensor {
         let (b, n, d) = xs.size3().expect("tokens are [B, N, D]");
         let split = |t: Tensor| t.view([b, n, self.heads, d / self.heads]).transpose(1, 2);
-        let q = split(xs.apply(&self.query));
-        let k = split(xs.apply(&self.key));
-        let v = split(xs.apply(&self.value));
+        // One matrix product for the three projections (the variables stay
+        // the checkpoint's three; joining them costs little beside the product).
+        let weight = Tensor::cat(&[&self.query.ws, &self.key.ws, &self.value.ws], 0);
+        let bias = match (&self.query.bs, &self.key.bs, &self.value.bs) {
+            (Some(q), Some(k), Some(v)) => Some(Tensor::cat(&[q, k, v], 0)),
+            _ => None,
+        };
+        let qkv = xs.linear(&weight, bias.as_ref()).chunk(3, -1);
+        let [q, k, v] = [0, 1, 2].map(|i| split(qkv[i].shallow_clone()));
         // Scaled by head_dim^-0.5, softmax over keys: what transformers computes.
         let attended = Tensor::scaled_dot_product_attention::<Tensor>(
             &q, &k, &v, None, 0.0, false, None, false,
@@ -563,19 +569,7 @@ impl Dinov2 {
         let device = options.device.resolve()?;
         let mut vs = nn::VarStore::new(Device::Cpu);
         let model = Dinov2Model::new(&vs.root(), &config);
-        let mut tensors = HashMap::new();
-        for file in &weights {
-            let read = Tensor::read_safetensors(file)
-                .with_context(|| format!("reading the tensors of {}", file.display()))?;
-            for (name, tensor) in read {
-                let name = name
-                    .strip_prefix("dinov2.")
-                    .map(str::to_owned)
-                    .unwrap_or(name);
-                tensors.insert(name, tensor);
-            }
-        }
-        copy_into(&vs, &tensors)?;
+        load_weights(&vs, &weights)?;
         vs.set_device(device);
         vs.freeze();
         let loaded = Self {
@@ -715,35 +709,51 @@ fn weight_files(folder: &Path) -> anyhow::Result<Vec<PathBuf>> {
     bail!("{} has no model.safetensors", folder.display())
 }
 
-/// Copies the checkpoint's tensors into the model's variables, naming the
-/// first tensor that is missing or has the wrong shape.
-fn copy_into(vs: &nn::VarStore, tensors: &HashMap<String, Tensor>) -> anyhow::Result<()> {
-    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    variables.sort_by(|a, b| a.0.cmp(&b.0));
-    tch::no_grad(|| {
-        for (name, mut variable) in variables {
-            let Some(tensor) = tensors.get(&name) else {
-                if name == "embeddings.mask_token" {
-                    // Only masked-image training uses it.
-                    continue;
-                }
-                bail!("the weights have no tensor {name:?}");
+/// Copies the checkpoint's tensors into the model's variables one at a time
+/// (so that loading holds the file and the model, not a third copy), naming
+/// the first tensor that is missing or has the wrong shape. A `dinov2.`
+/// prefix on the keys is accepted.
+fn load_weights(vs: &nn::VarStore, files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut variables: HashMap<String, Tensor> = vs.variables();
+    let mut seen = std::collections::HashSet::new();
+    for file in files {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let tensors = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| anyhow::anyhow!("{} is not a safetensors file: {e:?}", file.display()))?;
+        for (key, view) in tensors.tensors() {
+            let name = key.strip_prefix("dinov2.").unwrap_or(&key);
+            let Some(variable) = variables.get_mut(name) else {
+                continue;
             };
+            let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
             ensure!(
-                tensor.size() == variable.size(),
-                "tensor {name:?} has shape {:?}; this config.json needs {:?}",
-                tensor.size(),
+                shape == variable.size(),
+                "tensor {name:?} has shape {shape:?}; this config.json needs {:?}",
                 variable.size()
             );
-            ensure!(
-                tensor.is_floating_point(),
-                "tensor {name:?} is {:?}, not floating point",
-                tensor.kind()
-            );
-            variable.copy_(tensor);
+            let kind = match view.dtype() {
+                safetensors::Dtype::F32 => Kind::Float,
+                safetensors::Dtype::F16 => Kind::Half,
+                safetensors::Dtype::BF16 => Kind::BFloat16,
+                safetensors::Dtype::F64 => Kind::Double,
+                other => bail!("tensor {name:?} is {other:?}, not floating point"),
+            };
+            let tensor = Tensor::f_from_data_size(view.data(), &shape, kind)
+                .with_context(|| format!("reading tensor {name:?}"))?;
+            tch::no_grad(|| variable.copy_(&tensor));
+            seen.insert(name.to_owned());
         }
-        Ok(())
-    })
+    }
+    let mut missing: Vec<&String> = variables
+        .keys()
+        // Only masked-image training uses the mask token.
+        .filter(|name| !seen.contains(*name) && *name != "embeddings.mask_token")
+        .collect();
+    missing.sort();
+    if let Some(name) = missing.first() {
+        bail!("the weights have no tensor {name:?}");
+    }
+    Ok(())
 }
 
 /// A square 518x518 RGB image: as it is when it already is one, else resized

@@ -147,7 +147,7 @@ fn a_dinov2_prefix_is_accepted() {
     let original = Dinov2::load(&models().join("tiny"), cpu()).unwrap();
     let image = RgbImage::from_pixel(518, 518, image::Rgb([10, 120, 250]));
     assert_eq!(
-        model.embed(&[image.clone()]).unwrap(),
+        model.embed(std::slice::from_ref(&image)).unwrap(),
         original.embed(&[image]).unwrap()
     );
 }

@@ -1,6 +1,8 @@
 //! `buybuddy bench`: measurements that print figures (never pass/fail tests).
 
+mod embed;
 mod queue;
+mod search;
 mod segment;
 mod video;
 mod web;
@@ -26,6 +28,12 @@ pub enum Command {
     /// Segmentation accuracy (IoU) per kind of scene on held-out sample
     /// videos, and time per frame.
     Segment(segment::SegmentArgs),
+    /// The DINOv2 port against transformers (images/s, peak memory) and the
+    /// retrieval of the classic descriptor beside a DINOv2 model.
+    Embed(embed::EmbedArgs),
+    /// pgvector HNSW through SQL against FAISS HNSW on frame-like vectors
+    /// (1,000,000; 100,000 with --quick): build, size, recall, latency, filters.
+    Search(search::SearchArgs),
     /// Page latency under concurrent clients: seeds 100,000 products and
     /// 200,000 jobs, serves them, and loads the first page of /products and
     /// /jobs and a product page.
@@ -35,6 +43,8 @@ pub enum Command {
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Queue(args) => queue::run(args).await,
+        Command::Embed(args) => embed::run(args).await,
+        Command::Search(args) => search::run(args).await,
         Command::Segment(args) => segment::run(args).await,
         Command::Video(args) => video::run(args).await,
         Command::Web(args) => web::run(args).await,
