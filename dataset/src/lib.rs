@@ -1,0 +1,13 @@
+//! What turns reviewed product frames into training data, without a database,
+//! a network or libtorch, so every rule here is tested on its own:
+//!
+//! - [`split`]: train/val/test assignment that never leaks a product (or, when
+//!   products are the classes, a run of adjacent frames) across splits;
+//! - [`geometry`]: a mask's box, area and outline polygons, the labels that
+//!   COCO and YOLO files carry;
+//! - [`zip`]: a streaming ZIP writer whose archives are byte-identical for the
+//!   same entries, so exporting a version twice gives the same file.
+
+pub mod geometry;
+pub mod split;
+pub mod zip;
