@@ -5,9 +5,12 @@
 //!   products are the classes, a run of adjacent frames) across splits;
 //! - [`geometry`]: a mask's box, area and outline polygons, the labels that
 //!   COCO and YOLO files carry;
+//! - [`augment`]: seeded per-image transforms whose geometric part moves the
+//!   image and the mask by one map, so labels taken from the mask stay exact;
 //! - [`zip`]: a streaming ZIP writer whose archives are byte-identical for the
 //!   same entries, so exporting a version twice gives the same file.
 
+pub mod augment;
 pub mod geometry;
 pub mod split;
 pub mod zip;

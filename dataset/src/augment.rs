@@ -1,0 +1,607 @@
+//! Per-image augmentation of a product frame and its mask. Geometric
+//! transforms (flip, rotation, scale, shift) are composed into one affine map
+//! and applied once, to the image (bilinear) and to the mask (nearest) with
+//! the same map, so boxes and polygons taken from the warped mask
+//! ([`crate::geometry`]) follow every geometric transform exactly. Colour
+//! transforms touch the image only. The background swap puts the product, cut
+//! out by its mask, on a solid colour or a generated texture.
+//!
+//! Every draw comes from [`Rng`] seeded by the caller, so the same seed gives
+//! the same image on every machine.
+
+use image::{GrayImage, Luma, Rgb, RgbImage};
+use serde::{Deserialize, Serialize};
+
+/// A small, fast, seedable generator (SplitMix64): stable across versions
+/// and platforms, which a dataset version's reproducibility depends on.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn range(&mut self, [lo, hi]: [f64; 2]) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.unit() < p
+    }
+}
+
+/// A transform's probability and the range it draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Ranged {
+    pub p: f64,
+    pub range: [f64; 2],
+}
+
+impl Ranged {
+    const fn new(p: f64, lo: f64, hi: f64) -> Self {
+        Self { p, range: [lo, hi] }
+    }
+
+    fn draw(&self, rng: &mut Rng) -> Option<f64> {
+        // Always draw the value, so turning one transform off does not change
+        // the draws of the others.
+        let on = rng.chance(self.p);
+        let value = rng.range(self.range);
+        on.then_some(value)
+    }
+}
+
+/// What the background swap may put behind the product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackgroundKind {
+    Solid,
+    Texture,
+}
+
+/// The per-image pipeline, each transform with its probability and range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Augment {
+    /// Degrees.
+    pub rotate: Ranged,
+    /// Scale factor about the centre.
+    pub scale: Ranged,
+    /// Shift as a fraction of the image side, in each direction.
+    pub shift: Ranged,
+    /// Probability of a horizontal flip.
+    pub flip: f64,
+    /// Added brightness, as a fraction of full scale.
+    pub brightness: Ranged,
+    /// Contrast factor.
+    pub contrast: Ranged,
+    /// Saturation factor.
+    pub saturation: Ranged,
+    /// Hue rotation in degrees.
+    pub hue: Ranged,
+    /// Box-blur radius in pixels (three passes approximate a Gaussian).
+    pub blur: Ranged,
+    /// Noise standard deviation, in 0-255 levels.
+    pub noise: Ranged,
+    /// Probability of putting the product on a new background.
+    pub background: f64,
+    pub background_kinds: Vec<BackgroundKind>,
+}
+
+impl Default for Augment {
+    fn default() -> Self {
+        Self {
+            rotate: Ranged::new(0.5, -15.0, 15.0),
+            scale: Ranged::new(0.5, 0.8, 1.1),
+            shift: Ranged::new(0.3, -0.08, 0.08),
+            flip: 0.5,
+            brightness: Ranged::new(0.5, -0.15, 0.15),
+            contrast: Ranged::new(0.5, 0.8, 1.2),
+            saturation: Ranged::new(0.3, 0.7, 1.3),
+            hue: Ranged::new(0.2, -10.0, 10.0),
+            blur: Ranged::new(0.2, 1.0, 2.0),
+            noise: Ranged::new(0.2, 2.0, 8.0),
+            background: 0.5,
+            background_kinds: vec![BackgroundKind::Solid, BackgroundKind::Texture],
+        }
+    }
+}
+
+/// An affine map from output pixel centres to source coordinates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Affine {
+    pub a: [f64; 6],
+}
+
+impl Affine {
+    pub const IDENTITY: Affine = Affine {
+        a: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+    };
+
+    /// The forward map (source to output) for a flip, a rotation and a scale
+    /// about the image centre, then a shift in pixels.
+    pub fn forward(
+        width: u32,
+        height: u32,
+        flip: bool,
+        degrees: f64,
+        scale: f64,
+        shift: [f64; 2],
+    ) -> Self {
+        let (cx, cy) = (f64::from(width) / 2.0, f64::from(height) / 2.0);
+        let (s, c) = degrees.to_radians().sin_cos();
+        let f = if flip { -1.0 } else { 1.0 };
+        // p' = R·S·F·(p - c) + c + shift
+        let (m00, m01, m10, m11) = (scale * c * f, -scale * s, scale * s * f, scale * c);
+        Affine {
+            a: [
+                m00,
+                m01,
+                cx + shift[0] - m00 * cx - m01 * cy,
+                m10,
+                m11,
+                cy + shift[1] - m10 * cx - m11 * cy,
+            ],
+        }
+    }
+
+    pub fn apply(&self, [x, y]: [f64; 2]) -> [f64; 2] {
+        let a = &self.a;
+        [a[0] * x + a[1] * y + a[2], a[3] * x + a[4] * y + a[5]]
+    }
+
+    pub fn inverse(&self) -> Affine {
+        let a = &self.a;
+        let det = a[0] * a[4] - a[1] * a[3];
+        let (i00, i01, i10, i11) = (a[4] / det, -a[1] / det, -a[3] / det, a[0] / det);
+        Affine {
+            a: [
+                i00,
+                i01,
+                -(i00 * a[2] + i01 * a[5]),
+                i10,
+                i11,
+                -(i10 * a[2] + i11 * a[5]),
+            ],
+        }
+    }
+}
+
+/// Warps the image (bilinear, `fill` outside) and the mask (nearest, empty
+/// outside) by the forward map `forward`, both at their own size.
+pub fn warp(
+    image: &RgbImage,
+    mask: &GrayImage,
+    forward: &Affine,
+    fill: Rgb<u8>,
+) -> (RgbImage, GrayImage) {
+    let (w, h) = image.dimensions();
+    let inv = forward.inverse();
+    let mut out = RgbImage::from_pixel(w, h, fill);
+    let mut out_mask = GrayImage::new(w, h);
+    let (wf, hf) = (f64::from(w), f64::from(h));
+    let src = image.as_raw();
+    for y in 0..h {
+        for x in 0..w {
+            // Pixel centres: the output centre maps to a source point.
+            let [sx, sy] = inv.apply([f64::from(x) + 0.5, f64::from(y) + 0.5]);
+            if sx < 0.0 || sy < 0.0 || sx >= wf || sy >= hf {
+                continue;
+            }
+            let (mx, my) = (sx as u32, sy as u32);
+            out_mask.put_pixel(x, y, *mask.get_pixel(mx.min(w - 1), my.min(h - 1)));
+            let (fx, fy) = ((sx - 0.5).max(0.0), (sy - 0.5).max(0.0));
+            let (x0, y0) = ((fx as u32).min(w - 1), (fy as u32).min(h - 1));
+            let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+            let (tx, ty) = (fx - f64::from(x0), fy - f64::from(y0));
+            let at =
+                |px: u32, py: u32, ch: usize| f64::from(src[((py * w + px) * 3) as usize + ch]);
+            let mut rgb = [0u8; 3];
+            for (ch, value) in rgb.iter_mut().enumerate() {
+                let top = at(x0, y0, ch) * (1.0 - tx) + at(x1, y0, ch) * tx;
+                let bottom = at(x0, y1, ch) * (1.0 - tx) + at(x1, y1, ch) * tx;
+                *value = (top * (1.0 - ty) + bottom * ty).round().clamp(0.0, 255.0) as u8;
+            }
+            out.put_pixel(x, y, Rgb(rgb));
+        }
+    }
+    (out, out_mask)
+}
+
+/// A background the size of `width`×`height`.
+pub fn background(kind: BackgroundKind, width: u32, height: u32, rng: &mut Rng) -> RgbImage {
+    let colour = || [0; 3];
+    let mut base = colour();
+    for c in &mut base {
+        *c = (rng.next_u64() % 256) as u8;
+    }
+    match kind {
+        BackgroundKind::Solid => RgbImage::from_pixel(width, height, Rgb(base)),
+        BackgroundKind::Texture => {
+            // Shelf-like stripes of two colours with soft per-pixel grain.
+            let mut other = colour();
+            for c in &mut other {
+                *c = (rng.next_u64() % 256) as u8;
+            }
+            let period = 16 + (rng.next_u64() % 64) as u32;
+            let horizontal = rng.chance(0.5);
+            let mut grain = Rng::new(rng.next_u64());
+            RgbImage::from_fn(width, height, |x, y| {
+                let t = if horizontal { y } else { x };
+                let pick = if (t / period).is_multiple_of(2) {
+                    base
+                } else {
+                    other
+                };
+                let g = (grain.next_u64() % 17) as i32 - 8;
+                Rgb(pick.map(|c| (i32::from(c) + g).clamp(0, 255) as u8))
+            })
+        }
+    }
+}
+
+/// Puts the masked product on `back` (same size).
+pub fn composite_onto(image: &RgbImage, mask: &GrayImage, back: &mut RgbImage) {
+    for ((p, m), b) in image.pixels().zip(mask.pixels()).zip(back.pixels_mut()) {
+        if m.0[0] >= 128 {
+            *b = *p;
+        }
+    }
+}
+
+/// One augmented draw of `image` and its `mask` (same size).
+pub fn augment(
+    image: &RgbImage,
+    mask: &GrayImage,
+    config: &Augment,
+    seed: u64,
+) -> (RgbImage, GrayImage) {
+    let mut rng = Rng::new(seed);
+    let (w, h) = image.dimensions();
+    let flip = rng.chance(config.flip);
+    let degrees = config.rotate.draw(&mut rng).unwrap_or(0.0);
+    let scale = config.scale.draw(&mut rng).unwrap_or(1.0);
+    let shift_on = config.shift.draw(&mut rng).is_some();
+    let shift = [rng.range(config.shift.range), rng.range(config.shift.range)];
+    let shift = if shift_on {
+        [shift[0] * f64::from(w), shift[1] * f64::from(h)]
+    } else {
+        [0.0, 0.0]
+    };
+    let swap = rng.chance(config.background);
+    let pick = rng.next_u64() as usize;
+    let kinds = &config.background_kinds;
+    let kind = kinds.get(pick % kinds.len().max(1)).copied();
+    let back_seed = rng.next_u64();
+    let fill = *image.get_pixel(0, 0);
+    let forward = Affine::forward(w, h, flip, degrees, scale, shift);
+    let (mut out, out_mask) = if forward == Affine::IDENTITY {
+        (image.clone(), mask.clone())
+    } else {
+        warp(image, mask, &forward, fill)
+    };
+    if let (true, Some(kind)) = (swap, kind) {
+        let mut back = background(kind, w, h, &mut Rng::new(back_seed));
+        composite_onto(&out, &out_mask, &mut back);
+        out = back;
+    }
+    let brightness = config.brightness.draw(&mut rng);
+    let contrast = config.contrast.draw(&mut rng);
+    if brightness.is_some() || contrast.is_some() {
+        let (b, c) = (brightness.unwrap_or(0.0) * 255.0, contrast.unwrap_or(1.0));
+        let lut: Vec<u8> = (0..256)
+            .map(|v| {
+                ((f64::from(v) - 128.0) * c + 128.0 + b)
+                    .round()
+                    .clamp(0.0, 255.0) as u8
+            })
+            .collect();
+        for v in out.iter_mut() {
+            *v = lut[usize::from(*v)];
+        }
+    }
+    let saturation = config.saturation.draw(&mut rng);
+    let hue = config.hue.draw(&mut rng);
+    if saturation.is_some() || hue.is_some() {
+        colour(&mut out, saturation.unwrap_or(1.0), hue.unwrap_or(0.0));
+    }
+    if let Some(radius) = config.blur.draw(&mut rng) {
+        let r = radius.round().max(1.0) as u32;
+        for _ in 0..3 {
+            box_blur(&mut out, r);
+        }
+    }
+    if let Some(sigma) = config.noise.draw(&mut rng) {
+        let mut noise = Rng::new(rng.next_u64());
+        for v in out.iter_mut() {
+            // The sum of four uniforms, scaled to unit variance: near-Gaussian.
+            let sum: f64 = (0..4)
+                .map(|_| (noise.next_u64() >> 40) as f64 / (1u64 << 24) as f64)
+                .sum();
+            let n = (sum - 2.0) * (3.0f64).sqrt() * sigma;
+            *v = (f64::from(*v) + n).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    (out, out_mask)
+}
+
+/// Scales saturation about each pixel's grey and rotates hue (in RGB, as a
+/// rotation about the grey axis).
+fn colour(image: &mut RgbImage, saturation: f64, degrees: f64) {
+    let (s, c) = degrees.to_radians().sin_cos();
+    let k: f64 = 1.0 / 3.0;
+    let r3 = k.sqrt();
+    // Rodrigues' rotation about (1,1,1)/sqrt(3).
+    let m = [
+        [
+            c + (1.0 - c) * k,
+            (1.0 - c) * k - r3 * s,
+            (1.0 - c) * k + r3 * s,
+        ],
+        [
+            (1.0 - c) * k + r3 * s,
+            c + (1.0 - c) * k,
+            (1.0 - c) * k - r3 * s,
+        ],
+        [
+            (1.0 - c) * k - r3 * s,
+            (1.0 - c) * k + r3 * s,
+            c + (1.0 - c) * k,
+        ],
+    ];
+    for p in image.pixels_mut() {
+        let [r, g, b] = p.0.map(f64::from);
+        let grey = 0.299 * r + 0.587 * g + 0.114 * b;
+        let v = [
+            grey + (r - grey) * saturation,
+            grey + (g - grey) * saturation,
+            grey + (b - grey) * saturation,
+        ];
+        p.0 = m.map(|row| {
+            (row[0] * v[0] + row[1] * v[1] + row[2] * v[2])
+                .round()
+                .clamp(0.0, 255.0) as u8
+        });
+    }
+}
+
+/// One horizontal and one vertical box-filter pass of radius `r`.
+fn box_blur(image: &mut RgbImage, r: u32) {
+    let (w, h) = image.dimensions();
+    let pass = |image: &mut RgbImage, horizontal: bool| {
+        let (outer, inner) = if horizontal { (h, w) } else { (w, h) };
+        let mut line = vec![[0u32; 3]; inner as usize];
+        for o in 0..outer {
+            let at = |i: u32| if horizontal { (i, o) } else { (o, i) };
+            for i in 0..inner {
+                let (x, y) = at(i);
+                line[i as usize] = image.get_pixel(x, y).0.map(u32::from);
+            }
+            for i in 0..inner {
+                let lo = i.saturating_sub(r);
+                let hi = (i + r).min(inner - 1);
+                let mut sum = [0u32; 3];
+                for px in &line[lo as usize..=hi as usize] {
+                    for ch in 0..3 {
+                        sum[ch] += px[ch];
+                    }
+                }
+                let n = hi - lo + 1;
+                let (x, y) = at(i);
+                image.put_pixel(x, y, Rgb(sum.map(|s| ((s + n / 2) / n) as u8)));
+            }
+        }
+    };
+    pass(image, true);
+    pass(image, false);
+}
+
+/// A mask value for callers building masks by hand.
+pub const ON: Luma<u8> = Luma([255]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{BoxPx, bbox};
+
+    /// A red rectangle on grey, and its mask.
+    fn sample(w: u32, h: u32, rect: BoxPx) -> (RgbImage, GrayImage) {
+        let inside = |x: u32, y: u32| {
+            (rect.x..rect.x + rect.w).contains(&x) && (rect.y..rect.y + rect.h).contains(&y)
+        };
+        let image = RgbImage::from_fn(w, h, |x, y| {
+            if inside(x, y) {
+                Rgb([220, 20, 20])
+            } else {
+                Rgb([128, 128, 128])
+            }
+        });
+        let mask = GrayImage::from_fn(w, h, |x, y| if inside(x, y) { ON } else { Luma([0]) });
+        (image, mask)
+    }
+
+    #[test]
+    fn flips_and_quarter_turns_move_the_box_exactly() {
+        let rect = BoxPx {
+            x: 10,
+            y: 20,
+            w: 30,
+            h: 12,
+        };
+        let (image, mask) = sample(100, 80, rect);
+        let (_, flipped) = warp(
+            &image,
+            &mask,
+            &Affine::forward(100, 80, true, 0.0, 1.0, [0.0, 0.0]),
+            Rgb([0; 3]),
+        );
+        assert_eq!(
+            bbox(&flipped),
+            Some(BoxPx {
+                x: 60,
+                y: 20,
+                w: 30,
+                h: 12
+            })
+        );
+        let (_, shifted) = warp(
+            &image,
+            &mask,
+            &Affine::forward(100, 80, false, 0.0, 1.0, [5.0, -3.0]),
+            Rgb([0; 3]),
+        );
+        assert_eq!(
+            bbox(&shifted),
+            Some(BoxPx {
+                x: 15,
+                y: 17,
+                w: 30,
+                h: 12
+            })
+        );
+        // A square image turned by 90 degrees about its centre.
+        let (image, mask) = sample(
+            64,
+            64,
+            BoxPx {
+                x: 4,
+                y: 10,
+                w: 20,
+                h: 6,
+            },
+        );
+        let (_, turned) = warp(
+            &image,
+            &mask,
+            &Affine::forward(64, 64, false, 90.0, 1.0, [0.0, 0.0]),
+            Rgb([0; 3]),
+        );
+        // (x, y) -> (64 - y, x) with y down: the box spans x 48..54, y 4..24.
+        assert_eq!(
+            bbox(&turned),
+            Some(BoxPx {
+                x: 48,
+                y: 4,
+                w: 6,
+                h: 20
+            })
+        );
+    }
+
+    #[test]
+    fn the_warped_mask_box_is_the_transformed_box_and_the_pixels_stay_under_the_mask() {
+        let rect = BoxPx {
+            x: 150,
+            y: 120,
+            w: 200,
+            h: 260,
+        };
+        let (image, mask) = sample(518, 518, rect);
+        let config = Augment {
+            background: 0.0,
+            brightness: Ranged::new(0.0, 0.0, 0.0),
+            contrast: Ranged::new(0.0, 1.0, 1.0),
+            saturation: Ranged::new(0.0, 1.0, 1.0),
+            hue: Ranged::new(0.0, 0.0, 0.0),
+            blur: Ranged::new(0.0, 1.0, 1.0),
+            noise: Ranged::new(0.0, 0.0, 0.0),
+            rotate: Ranged::new(1.0, -30.0, 30.0),
+            scale: Ranged::new(1.0, 0.7, 1.2),
+            shift: Ranged::new(1.0, -0.1, 0.1),
+            ..Augment::default()
+        };
+        for seed in 0..12 {
+            let (out, out_mask) = augment(&image, &mask, &config, seed);
+            // Recompute the draw's map and move the rectangle's corners by it.
+            let mut rng = Rng::new(seed);
+            let flip = rng.chance(config.flip);
+            let degrees = config.rotate.draw(&mut rng).unwrap();
+            let scale = config.scale.draw(&mut rng).unwrap();
+            config.shift.draw(&mut rng).unwrap();
+            let shift = [
+                rng.range(config.shift.range) * 518.0,
+                rng.range(config.shift.range) * 518.0,
+            ];
+            let forward = Affine::forward(518, 518, flip, degrees, scale, shift);
+            let corners = [
+                [150.0, 120.0],
+                [350.0, 120.0],
+                [350.0, 380.0],
+                [150.0, 380.0],
+            ]
+            .map(|p| forward.apply(p));
+            let xs = corners.map(|c| c[0]);
+            let ys = corners.map(|c| c[1]);
+            let lo = |v: [f64; 4]| v.into_iter().fold(f64::MAX, f64::min).max(0.0);
+            let hi = |v: [f64; 4]| v.into_iter().fold(f64::MIN, f64::max).min(518.0);
+            let got = bbox(&out_mask).unwrap();
+            let want = [lo(xs), lo(ys), hi(xs), hi(ys)];
+            let have = [got.x, got.y, got.x + got.w, got.y + got.h].map(f64::from);
+            for (h, w) in have.iter().zip(want) {
+                assert!(
+                    (h - w).abs() <= 1.0,
+                    "seed {seed}: box {have:?}, transformed {want:?}"
+                );
+            }
+            // Image and mask were warped together: under the mask it is red.
+            let (mut red, mut under) = (0, 0);
+            for (p, m) in out.pixels().zip(out_mask.pixels()) {
+                if m.0[0] >= 128 {
+                    under += 1;
+                    red += usize::from(p.0[0] > 150 && p.0[1] < 90);
+                }
+            }
+            assert!(
+                red * 100 >= under * 97,
+                "seed {seed}: {red} of {under} masked pixels are red"
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_image_and_colour_leaves_the_mask() {
+        let (image, mask) = sample(
+            96,
+            96,
+            BoxPx {
+                x: 20,
+                y: 30,
+                w: 40,
+                h: 30,
+            },
+        );
+        let config = Augment {
+            rotate: Ranged::new(0.0, 0.0, 0.0),
+            scale: Ranged::new(0.0, 1.0, 1.0),
+            shift: Ranged::new(0.0, 0.0, 0.0),
+            flip: 0.0,
+            brightness: Ranged::new(1.0, 0.1, 0.2),
+            noise: Ranged::new(1.0, 5.0, 5.0),
+            blur: Ranged::new(1.0, 1.0, 1.0),
+            background: 1.0,
+            ..Augment::default()
+        };
+        let a = augment(&image, &mask, &config, 42);
+        assert_eq!(a, augment(&image, &mask, &config, 42));
+        assert_ne!(a.0, augment(&image, &mask, &config, 43).0);
+        assert_eq!(
+            a.1, mask,
+            "colour transforms and the background swap keep the mask"
+        );
+        assert_ne!(a.0, image);
+    }
+}
