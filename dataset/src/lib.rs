@@ -7,10 +7,13 @@
 //!   COCO and YOLO files carry;
 //! - [`augment`]: seeded per-image transforms whose geometric part moves the
 //!   image and the mask by one map, so labels taken from the mask stay exact;
+//! - [`composite`]: shelf images pasted together from several products' cutouts,
+//!   with a visible mask and a box per product;
 //! - [`zip`]: a streaming ZIP writer whose archives are byte-identical for the
 //!   same entries, so exporting a version twice gives the same file.
 
 pub mod augment;
+pub mod composite;
 pub mod geometry;
 pub mod split;
 pub mod zip;
