@@ -9,11 +9,13 @@
 //!   image and the mask by one map, so labels taken from the mask stay exact;
 //! - [`composite`]: shelf images pasted together from several products' cutouts,
 //!   with a visible mask and a box per product;
+//! - [`export`]: COCO, YOLO and recognition-folder archives with a manifest;
 //! - [`zip`]: a streaming ZIP writer whose archives are byte-identical for the
 //!   same entries, so exporting a version twice gives the same file.
 
 pub mod augment;
 pub mod composite;
+pub mod export;
 pub mod geometry;
 pub mod split;
 pub mod zip;
