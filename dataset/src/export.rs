@@ -13,7 +13,11 @@
 //! Images go in as the caller renders them; entries are written in the order
 //! given, so the same items give the same bytes.
 
-use std::{collections::BTreeMap, io::Write};
+use std::{
+    collections::{BTreeMap, btree_map::Entry},
+    fs::File,
+    io::{BufWriter, Read, Seek, SeekFrom, Write},
+};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -71,8 +75,9 @@ pub struct Exporter<W: Write> {
     classes: Vec<String>,
     /// YOLO labels with polygons instead of boxes.
     segments: bool,
-    /// COCO per split: image records and annotation records, as JSON text.
-    coco: BTreeMap<Split, (Vec<String>, Vec<String>)>,
+    /// COCO per split: image records and annotation records, spooled to
+    /// temporary files so memory stays flat however large the version.
+    coco: BTreeMap<Split, (Spool, Spool)>,
     next_image: u64,
     next_annotation: u64,
 }
@@ -112,12 +117,15 @@ impl<W: Write> Exporter<W> {
                 self.zip.add(&file, item.png)?;
                 let id = self.next_image;
                 self.next_image += 1;
-                let (images, annotations) = self.coco.entry(item.split).or_default();
+                let (images, annotations) = match self.coco.entry(item.split) {
+                    Entry::Occupied(spools) => spools.into_mut(),
+                    Entry::Vacant(slot) => slot.insert((Spool::new()?, Spool::new()?)),
+                };
                 images.push(
                     json!({"id": id, "file_name": format!("{split}/{}.png", item.name),
                            "width": item.width, "height": item.height})
                     .to_string(),
-                );
+                )?;
                 for object in &item.objects {
                     let b = object.bbox;
                     let segmentation: Vec<Vec<u32>> = object
@@ -132,7 +140,7 @@ impl<W: Write> Exporter<W> {
                                "bbox": [b.x, b.y, b.w, b.h], "area": object.area,
                                "iscrowd": 0, "segmentation": segmentation})
                         .to_string(),
-                    );
+                    )?;
                     self.next_annotation += 1;
                 }
             }
@@ -194,17 +202,38 @@ impl<W: Write> Exporter<W> {
                     })
                     .collect();
                 for split in splits {
-                    let (images, annotations) = self.coco.remove(split).unwrap_or_default();
-                    let text = format!(
-                        "{{\"info\":{{\"description\":\"{} split\"}},\"images\":[{}],\"annotations\":[{}],\"categories\":[{}]}}\n",
-                        split.as_str(),
-                        images.join(","),
-                        annotations.join(","),
-                        categories.join(",")
+                    let (images, annotations) = match self.coco.remove(split) {
+                        Some(spools) => spools,
+                        None => (Spool::new()?, Spool::new()?),
+                    };
+                    let head = format!(
+                        "{{\"info\":{{\"description\":\"{} split\"}},\"images\":[",
+                        split.as_str()
                     );
-                    self.zip.add(
+                    let middle = "],\"annotations\":[";
+                    let tail = format!("],\"categories\":[{}]}}\n", categories.join(","));
+                    let (mut images, images_len) = images.finish()?;
+                    let (mut annotations, annotations_len) = annotations.finish()?;
+                    let mut crc = crc32fast::Hasher::new();
+                    crc.update(head.as_bytes());
+                    hash_file(&mut crc, &mut images)?;
+                    crc.update(middle.as_bytes());
+                    hash_file(&mut crc, &mut annotations)?;
+                    crc.update(tail.as_bytes());
+                    let size = (head.len() + middle.len() + tail.len()) as u64
+                        + images_len
+                        + annotations_len;
+                    let mut body = head
+                        .as_bytes()
+                        .chain(images)
+                        .chain(middle.as_bytes())
+                        .chain(annotations)
+                        .chain(tail.as_bytes());
+                    self.zip.add_reader(
                         &format!("annotations/instances_{}.json", split.as_str()),
-                        text.as_bytes(),
+                        crc.finalize(),
+                        size,
+                        &mut body,
                     )?;
                 }
             }
@@ -227,6 +256,52 @@ impl<W: Write> Exporter<W> {
         }
         self.zip.finish()
     }
+}
+
+/// Comma-separated JSON records in a temporary file.
+struct Spool {
+    file: BufWriter<File>,
+    count: u64,
+}
+
+impl Spool {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            file: BufWriter::new(tempfile::tempfile()?),
+            count: 0,
+        })
+    }
+
+    fn push(&mut self, record: String) -> std::io::Result<()> {
+        if self.count > 0 {
+            self.file.write_all(b",")?;
+        }
+        self.file.write_all(record.as_bytes())?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The file, rewound, and its length.
+    fn finish(self) -> std::io::Result<(File, u64)> {
+        let mut file = self.file.into_inner().map_err(|e| e.into_error())?;
+        let length = file.seek(SeekFrom::End(0))?;
+        file.seek(SeekFrom::Start(0))?;
+        Ok((file, length))
+    }
+}
+
+/// Feeds a file to a CRC and rewinds it.
+fn hash_file(crc: &mut crc32fast::Hasher, file: &mut File) -> std::io::Result<()> {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let got = file.read(&mut buffer)?;
+        if got == 0 {
+            break;
+        }
+        crc.update(&buffer[..got]);
+    }
+    file.seek(SeekFrom::Start(0))?;
+    Ok(())
 }
 
 /// A class name as a folder name: no separators, no leading dot.
@@ -252,7 +327,6 @@ pub fn folder_name(class: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read as _;
 
     fn item<'a>(split: Split, name: &'a str, class: usize) -> Item<'a> {
         Item {
