@@ -71,6 +71,29 @@ impl Ranged {
 pub enum BackgroundKind {
     Solid,
     Texture,
+    /// One of the uploaded background images (a texture when there are none).
+    Image,
+}
+
+/// Why an uploaded background was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BackgroundError {
+    #[error("the uploaded background is not a PNG or JPEG image: {0}")]
+    NotAnImage(image::ImageError),
+    #[error("the uploaded background is {0}x{1} pixels; it needs at least 64 on each side")]
+    TooSmall(u32, u32),
+}
+
+/// Reads an uploaded background image.
+pub fn decode_background(bytes: &[u8]) -> Result<RgbImage, BackgroundError> {
+    let image = image::load_from_memory(bytes)
+        .map_err(BackgroundError::NotAnImage)?
+        .to_rgb8();
+    let (w, h) = image.dimensions();
+    if w < 64 || h < 64 {
+        return Err(BackgroundError::TooSmall(w, h));
+    }
+    Ok(image)
 }
 
 /// The per-image pipeline, each transform with its probability and range.
@@ -97,6 +120,8 @@ pub struct Augment {
     pub blur: Ranged,
     /// Noise standard deviation, in 0-255 levels.
     pub noise: Ranged,
+    /// JPEG quality the image is re-encoded at (compression artefacts).
+    pub jpeg: Ranged,
     /// Probability of putting the product on a new background.
     pub background: f64,
     pub background_kinds: Vec<BackgroundKind>,
@@ -115,6 +140,7 @@ impl Default for Augment {
             hue: Ranged::new(0.2, -10.0, 10.0),
             blur: Ranged::new(0.2, 1.0, 2.0),
             noise: Ranged::new(0.2, 2.0, 8.0),
+            jpeg: Ranged::new(0.2, 60.0, 95.0),
             background: 0.5,
             background_kinds: vec![BackgroundKind::Solid, BackgroundKind::Texture],
         }
@@ -222,8 +248,34 @@ pub fn warp(
     (out, out_mask)
 }
 
-/// A background the size of `width`×`height`.
-pub fn background(kind: BackgroundKind, width: u32, height: u32, rng: &mut Rng) -> RgbImage {
+/// A background the size of `width`×`height`: for [`BackgroundKind::Image`],
+/// a random crop of one of `uploaded` (with the target's shape), scaled.
+pub fn background(
+    kind: BackgroundKind,
+    width: u32,
+    height: u32,
+    rng: &mut Rng,
+    uploaded: &[RgbImage],
+) -> RgbImage {
+    if kind == BackgroundKind::Image && !uploaded.is_empty() {
+        let source = &uploaded[(rng.next_u64() % uploaded.len() as u64) as usize];
+        let (sw, sh) = source.dimensions();
+        let aspect = f64::from(width) / f64::from(height);
+        let (cw, ch) = if f64::from(sw) / f64::from(sh) > aspect {
+            (((f64::from(sh) * aspect) as u32).clamp(1, sw), sh)
+        } else {
+            (sw, ((f64::from(sw) / aspect) as u32).clamp(1, sh))
+        };
+        let x = (rng.next_u64() % u64::from(sw - cw + 1)) as u32;
+        let y = (rng.next_u64() % u64::from(sh - ch + 1)) as u32;
+        let crop = image::imageops::crop_imm(source, x, y, cw, ch).to_image();
+        return image::imageops::resize(
+            &crop,
+            width,
+            height,
+            image::imageops::FilterType::Triangle,
+        );
+    }
     let colour = || [0; 3];
     let mut base = colour();
     for c in &mut base {
@@ -231,7 +283,7 @@ pub fn background(kind: BackgroundKind, width: u32, height: u32, rng: &mut Rng) 
     }
     match kind {
         BackgroundKind::Solid => RgbImage::from_pixel(width, height, Rgb(base)),
-        BackgroundKind::Texture => {
+        BackgroundKind::Texture | BackgroundKind::Image => {
             // Shelf-like stripes of two colours with soft per-pixel grain.
             let mut other = colour();
             for c in &mut other {
@@ -263,12 +315,14 @@ pub fn composite_onto(image: &RgbImage, mask: &GrayImage, back: &mut RgbImage) {
     }
 }
 
-/// One augmented draw of `image` and its `mask` (same size).
+/// One augmented draw of `image` and its `mask` (same size); `backgrounds`
+/// are the uploaded images the background swap may use.
 pub fn augment(
     image: &RgbImage,
     mask: &GrayImage,
     config: &Augment,
     seed: u64,
+    backgrounds: &[RgbImage],
 ) -> (RgbImage, GrayImage) {
     let mut rng = Rng::new(seed);
     let (w, h) = image.dimensions();
@@ -295,7 +349,7 @@ pub fn augment(
         warp(image, mask, &forward, fill)
     };
     if let (true, Some(kind)) = (swap, kind) {
-        let mut back = background(kind, w, h, &mut Rng::new(back_seed));
+        let mut back = background(kind, w, h, &mut Rng::new(back_seed), backgrounds);
         composite_onto(&out, &out_mask, &mut back);
         out = back;
     }
@@ -336,7 +390,22 @@ pub fn augment(
             *v = (f64::from(*v) + n).round().clamp(0.0, 255.0) as u8;
         }
     }
+    if let Some(quality) = config.jpeg.draw(&mut rng) {
+        out = jpeg_round_trip(&out, quality.round().clamp(1.0, 100.0) as u8);
+    }
     (out, out_mask)
+}
+
+/// The image after encoding as JPEG at `quality` and decoding again.
+fn jpeg_round_trip(image: &RgbImage, quality: u8) -> RgbImage {
+    let mut encoded = Vec::new();
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut encoded, quality);
+    if encoder.encode_image(image).is_err() {
+        return image.clone();
+    }
+    image::load_from_memory_with_format(&encoded, image::ImageFormat::Jpeg)
+        .map(|decoded| decoded.to_rgb8())
+        .unwrap_or_else(|_| image.clone())
 }
 
 /// Scales saturation about each pixel's grey and rotates hue (in RGB, as a
@@ -519,13 +588,14 @@ mod tests {
             hue: Ranged::new(0.0, 0.0, 0.0),
             blur: Ranged::new(0.0, 1.0, 1.0),
             noise: Ranged::new(0.0, 0.0, 0.0),
+            jpeg: Ranged::new(0.0, 90.0, 90.0),
             rotate: Ranged::new(1.0, -30.0, 30.0),
             scale: Ranged::new(1.0, 0.7, 1.2),
             shift: Ranged::new(1.0, -0.1, 0.1),
             ..Augment::default()
         };
         for seed in 0..12 {
-            let (out, out_mask) = augment(&image, &mask, &config, seed);
+            let (out, out_mask) = augment(&image, &mask, &config, seed, &[]);
             // Recompute the draw's map and move the rectangle's corners by it.
             let mut rng = Rng::new(seed);
             let flip = rng.chance(config.flip);
@@ -595,13 +665,84 @@ mod tests {
             background: 1.0,
             ..Augment::default()
         };
-        let a = augment(&image, &mask, &config, 42);
-        assert_eq!(a, augment(&image, &mask, &config, 42));
-        assert_ne!(a.0, augment(&image, &mask, &config, 43).0);
+        let a = augment(&image, &mask, &config, 42, &[]);
+        assert_eq!(a, augment(&image, &mask, &config, 42, &[]));
+        assert_ne!(a.0, augment(&image, &mask, &config, 43, &[]).0);
         assert_eq!(
             a.1, mask,
             "colour transforms and the background swap keep the mask"
         );
         assert_ne!(a.0, image);
+    }
+
+    #[test]
+    fn uploaded_backgrounds_fill_the_swap_and_bad_uploads_are_refused() {
+        let (image, mask) = sample(
+            96,
+            96,
+            BoxPx {
+                x: 20,
+                y: 30,
+                w: 40,
+                h: 30,
+            },
+        );
+        let upload = RgbImage::from_pixel(300, 120, Rgb([0, 0, 250]));
+        let mut png = Vec::new();
+        upload
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let backgrounds = [decode_background(&png).unwrap()];
+        let config = Augment {
+            rotate: Ranged::new(0.0, 0.0, 0.0),
+            scale: Ranged::new(0.0, 1.0, 1.0),
+            shift: Ranged::new(0.0, 0.0, 0.0),
+            flip: 0.0,
+            brightness: Ranged::new(0.0, 0.0, 0.0),
+            contrast: Ranged::new(0.0, 1.0, 1.0),
+            saturation: Ranged::new(0.0, 1.0, 1.0),
+            hue: Ranged::new(0.0, 0.0, 0.0),
+            blur: Ranged::new(0.0, 1.0, 1.0),
+            noise: Ranged::new(0.0, 0.0, 0.0),
+            jpeg: Ranged::new(0.0, 90.0, 90.0),
+            background: 1.0,
+            background_kinds: vec![BackgroundKind::Image],
+        };
+        let (out, _) = augment(&image, &mask, &config, 3, &backgrounds);
+        assert_eq!(out.get_pixel(2, 2).0, [0, 0, 250], "the upload is behind");
+        assert_eq!(out.get_pixel(30, 40).0, [220, 20, 20], "the product stays");
+        let text = decode_background(b"GIF89a not really").unwrap_err();
+        assert!(text.to_string().contains("not a PNG or JPEG"), "{text}");
+        let mut tiny = Vec::new();
+        RgbImage::new(10, 10)
+            .write_to(
+                &mut std::io::Cursor::new(&mut tiny),
+                image::ImageFormat::Png,
+            )
+            .unwrap();
+        assert!(matches!(
+            decode_background(&tiny),
+            Err(BackgroundError::TooSmall(10, 10))
+        ));
+    }
+
+    #[test]
+    fn jpeg_quality_leaves_artefacts_that_grow_as_quality_falls() {
+        let image = RgbImage::from_fn(128, 128, |x, y| {
+            Rgb([(x * 2) as u8, (y * 2) as u8, ((x ^ y) * 4) as u8])
+        });
+        let error = |q| {
+            let out = jpeg_round_trip(&image, q);
+            image
+                .iter()
+                .zip(out.iter())
+                .map(|(a, b)| u64::from(a.abs_diff(*b)))
+                .sum::<u64>()
+        };
+        let (high, low) = (error(95), error(20));
+        assert!(
+            high > 0 && low > high * 2,
+            "error at 95: {high}, at 20: {low}"
+        );
     }
 }

@@ -65,11 +65,23 @@ pub struct Placed {
     pub visible: f64,
 }
 
-/// Composes one shelf image from `cutouts` (at least one).
-pub fn compose(cutouts: &[Cutout<'_>], config: &Shelf, seed: u64) -> (RgbImage, Vec<Placed>) {
+/// Composes one shelf image from `cutouts` (at least one) over a background
+/// of the configured kind (`backgrounds`: the uploaded images).
+pub fn compose(
+    cutouts: &[Cutout<'_>],
+    config: &Shelf,
+    seed: u64,
+    backgrounds: &[RgbImage],
+) -> (RgbImage, Vec<Placed>) {
     let mut rng = Rng::new(seed);
     let (w, h) = (config.width.max(16), config.height.max(16));
-    let mut canvas = background(config.background, w, h, &mut Rng::new(rng.next_u64()));
+    let mut canvas = background(
+        config.background,
+        w,
+        h,
+        &mut Rng::new(rng.next_u64()),
+        backgrounds,
+    );
     // Who owns each pixel: 0 for the background, else the paste's number + 1.
     let mut owner = vec![0u16; (w * h) as usize];
     let mut pasted: Vec<(usize, u64)> = Vec::new();
@@ -208,8 +220,8 @@ mod tests {
             overlap: [0.2, 0.4],
             ..Shelf::default()
         };
-        let (image, placed) = compose(&cutouts, &config, 9);
-        let again = compose(&cutouts, &config, 9);
+        let (image, placed) = compose(&cutouts, &config, 9, &[]);
+        let again = compose(&cutouts, &config, 9, &[]);
         assert!(
             again.0 == image && again.1 == placed,
             "the same seed, the same image"
