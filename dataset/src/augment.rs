@@ -220,29 +220,37 @@ pub fn warp(
     let mut out = RgbImage::from_pixel(w, h, fill);
     let mut out_mask = GrayImage::new(w, h);
     let (wf, hf) = (f64::from(w), f64::from(h));
-    let src = image.as_raw();
-    for y in 0..h {
-        for x in 0..w {
-            // Pixel centres: the output centre maps to a source point.
-            let [sx, sy] = inv.apply([f64::from(x) + 0.5, f64::from(y) + 0.5]);
-            if sx < 0.0 || sy < 0.0 || sx >= wf || sy >= hf {
+    let (wu, hu) = (w as usize, h as usize);
+    let (src, src_mask) = (image.as_raw().as_slice(), mask.as_raw().as_slice());
+    let (dst, dst_mask): (&mut [u8], &mut [u8]) = (&mut out, &mut out_mask);
+    let [a0, _, _, a3, _, _] = inv.a;
+    for y in 0..hu {
+        // Pixel centres: the output centre maps to a source point; along a
+        // row the source point moves by (a0, a3) per pixel.
+        let [mut sx, mut sy] = inv.apply([0.5, y as f64 + 0.5]);
+        for x in 0..wu {
+            let (px, py) = (sx, sy);
+            sx += a0;
+            sy += a3;
+            if px < 0.0 || py < 0.0 || px >= wf || py >= hf {
                 continue;
             }
-            let (mx, my) = (sx as u32, sy as u32);
-            out_mask.put_pixel(x, y, *mask.get_pixel(mx.min(w - 1), my.min(h - 1)));
-            let (fx, fy) = ((sx - 0.5).max(0.0), (sy - 0.5).max(0.0));
-            let (x0, y0) = ((fx as u32).min(w - 1), (fy as u32).min(h - 1));
-            let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
-            let (tx, ty) = (fx - f64::from(x0), fy - f64::from(y0));
-            let at =
-                |px: u32, py: u32, ch: usize| f64::from(src[((py * w + px) * 3) as usize + ch]);
-            let mut rgb = [0u8; 3];
-            for (ch, value) in rgb.iter_mut().enumerate() {
-                let top = at(x0, y0, ch) * (1.0 - tx) + at(x1, y0, ch) * tx;
-                let bottom = at(x0, y1, ch) * (1.0 - tx) + at(x1, y1, ch) * tx;
-                *value = (top * (1.0 - ty) + bottom * ty).round().clamp(0.0, 255.0) as u8;
+            let (mx, my) = ((px as usize).min(wu - 1), (py as usize).min(hu - 1));
+            let o = y * wu + x;
+            dst_mask[o] = src_mask[my * wu + mx];
+            let (fx, fy) = ((px - 0.5).max(0.0), (py - 0.5).max(0.0));
+            let (x0, y0) = ((fx as usize).min(wu - 1), (fy as usize).min(hu - 1));
+            let (x1, y1) = ((x0 + 1).min(wu - 1), (y0 + 1).min(hu - 1));
+            // Bilinear weights in 1/256ths.
+            let tx = ((fx - x0 as f64) * 256.0) as u32;
+            let ty = ((fy - y0 as f64) * 256.0) as u32;
+            let (i00, i01) = ((y0 * wu + x0) * 3, (y0 * wu + x1) * 3);
+            let (i10, i11) = ((y1 * wu + x0) * 3, (y1 * wu + x1) * 3);
+            for ch in 0..3 {
+                let top = u32::from(src[i00 + ch]) * (256 - tx) + u32::from(src[i01 + ch]) * tx;
+                let bottom = u32::from(src[i10 + ch]) * (256 - tx) + u32::from(src[i11 + ch]) * tx;
+                dst[o * 3 + ch] = ((top * (256 - ty) + bottom * ty + (1 << 15)) >> 16) as u8;
             }
-            out.put_pixel(x, y, Rgb(rgb));
         }
     }
     (out, out_mask)
@@ -381,13 +389,21 @@ pub fn augment(
     }
     if let Some(sigma) = config.noise.draw(&mut rng) {
         let mut noise = Rng::new(rng.next_u64());
-        for v in out.iter_mut() {
-            // The sum of four uniforms, scaled to unit variance: near-Gaussian.
-            let sum: f64 = (0..4)
-                .map(|_| (noise.next_u64() >> 40) as f64 / (1u64 << 24) as f64)
-                .sum();
-            let n = (sum - 2.0) * (3.0f64).sqrt() * sigma;
-            *v = (f64::from(*v) + n).round().clamp(0.0, 255.0) as u8;
+        // A table of near-Gaussian values (the sum of four uniforms, scaled
+        // to unit variance), read at random offsets: one draw per 8 values.
+        let table: Vec<i16> = (0..4096)
+            .map(|_| {
+                let sum: f64 = (0..4)
+                    .map(|_| (noise.next_u64() >> 40) as f64 / (1u64 << 24) as f64)
+                    .sum();
+                ((sum - 2.0) * 3.0f64.sqrt() * sigma).round() as i16
+            })
+            .collect();
+        for chunk in out.chunks_mut(8) {
+            let start = (noise.next_u64() % (4096 - 8)) as usize;
+            for (v, n) in chunk.iter_mut().zip(&table[start..]) {
+                *v = (i16::from(*v) + n).clamp(0, 255) as u8;
+            }
         }
     }
     if let Some(quality) = config.jpeg.draw(&mut rng) {
@@ -448,35 +464,48 @@ fn colour(image: &mut RgbImage, saturation: f64, degrees: f64) {
     }
 }
 
-/// One horizontal and one vertical box-filter pass of radius `r`.
+/// One horizontal and one vertical box-filter pass of radius `r` (running
+/// sums, so the cost does not grow with the radius).
 fn box_blur(image: &mut RgbImage, r: u32) {
-    let (w, h) = image.dimensions();
-    let pass = |image: &mut RgbImage, horizontal: bool| {
-        let (outer, inner) = if horizontal { (h, w) } else { (w, h) };
-        let mut line = vec![[0u32; 3]; inner as usize];
-        for o in 0..outer {
-            let at = |i: u32| if horizontal { (i, o) } else { (o, i) };
-            for i in 0..inner {
-                let (x, y) = at(i);
-                line[i as usize] = image.get_pixel(x, y).0.map(u32::from);
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let r = r as usize;
+    let data: &mut [u8] = image;
+    let mut line = Vec::new();
+    // (number of lines, line length, stride between lines, stride along a line)
+    for (lines, len, across, along) in [(h, w, w * 3, 3), (w, h, 3, w * 3)] {
+        for l in 0..lines {
+            line.clear();
+            line.extend((0..len).map(|i| {
+                let at = l * across + i * along;
+                [data[at], data[at + 1], data[at + 2]]
+            }));
+            let mut sum = [0u32; 3];
+            for px in &line[..r.min(len - 1) + 1] {
+                for ch in 0..3 {
+                    sum[ch] += u32::from(px[ch]);
+                }
             }
-            for i in 0..inner {
-                let lo = i.saturating_sub(r);
-                let hi = (i + r).min(inner - 1);
-                let mut sum = [0u32; 3];
-                for px in &line[lo as usize..=hi as usize] {
+            for i in 0..len {
+                let (lo, hi) = (i.saturating_sub(r), (i + r).min(len - 1));
+                let n = (hi - lo + 1) as u32;
+                let at = l * across + i * along;
+                for ch in 0..3 {
+                    data[at + ch] = ((sum[ch] + n / 2) / n) as u8;
+                }
+                // Slide the window: add the next pixel in, drop the first out.
+                if i + r + 1 < len {
                     for ch in 0..3 {
-                        sum[ch] += px[ch];
+                        sum[ch] += u32::from(line[i + r + 1][ch]);
                     }
                 }
-                let n = hi - lo + 1;
-                let (x, y) = at(i);
-                image.put_pixel(x, y, Rgb(sum.map(|s| ((s + n / 2) / n) as u8)));
+                if i >= r {
+                    for ch in 0..3 {
+                        sum[ch] -= u32::from(line[i - r][ch]);
+                    }
+                }
             }
         }
-    };
-    pass(image, true);
-    pass(image, false);
+    }
 }
 
 /// A mask value for callers building masks by hand.
