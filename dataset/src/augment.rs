@@ -256,6 +256,38 @@ pub fn warp(
     (out, out_mask)
 }
 
+/// What [`warp`] gives for a flip and a whole-pixel shift, by copying rows.
+pub fn flip_shift(
+    image: &RgbImage,
+    mask: &GrayImage,
+    flip: bool,
+    [dx, dy]: [i64; 2],
+    fill: Rgb<u8>,
+) -> (RgbImage, GrayImage) {
+    let (w, h) = image.dimensions();
+    let (wi, hi) = (i64::from(w), i64::from(h));
+    let mut out = RgbImage::from_pixel(w, h, fill);
+    let mut out_mask = GrayImage::new(w, h);
+    let (src, src_mask) = (image.as_raw().as_slice(), mask.as_raw().as_slice());
+    let (dst, dst_mask): (&mut [u8], &mut [u8]) = (&mut out, &mut out_mask);
+    // Output columns x0..x1 read source columns x - dx (or, flipped, w-1-(x-dx)).
+    let (x0, x1) = (dx.clamp(0, wi), (wi + dx).clamp(0, wi));
+    for y in 0..hi {
+        let sy = y - dy;
+        if !(0..hi).contains(&sy) || x0 >= x1 {
+            continue;
+        }
+        let (row, src_row) = ((y * wi) as usize, (sy * wi) as usize);
+        for x in x0..x1 {
+            let sx = if flip { wi - 1 - (x - dx) } else { x - dx } as usize;
+            let (o, i) = (row + x as usize, src_row + sx);
+            dst_mask[o] = src_mask[i];
+            dst[o * 3..o * 3 + 3].copy_from_slice(&src[i * 3..i * 3 + 3]);
+        }
+    }
+    (out, out_mask)
+}
+
 /// A background the size of `width`×`height`: for [`BackgroundKind::Image`],
 /// a random crop of one of `uploaded` (with the target's shape), scaled.
 pub fn background(
@@ -350,11 +382,21 @@ pub fn augment(
     let kind = kinds.get(pick % kinds.len().max(1)).copied();
     let back_seed = rng.next_u64();
     let fill = *image.get_pixel(0, 0);
-    let forward = Affine::forward(w, h, flip, degrees, scale, shift);
-    let (mut out, out_mask) = if forward == Affine::IDENTITY {
-        (image.clone(), mask.clone())
+    let (mut out, out_mask) = if degrees == 0.0 && scale == 1.0 {
+        // No resampling needed: whole-pixel shifts and a flip move rows.
+        let shift = [shift[0].round() as i64, shift[1].round() as i64];
+        if !flip && shift == [0, 0] {
+            (image.clone(), mask.clone())
+        } else {
+            flip_shift(image, mask, flip, shift, fill)
+        }
     } else {
-        warp(image, mask, &forward, fill)
+        warp(
+            image,
+            mask,
+            &Affine::forward(w, h, flip, degrees, scale, shift),
+            fill,
+        )
     };
     if let (true, Some(kind)) = (swap, kind) {
         let mut back = background(kind, w, h, &mut Rng::new(back_seed), backgrounds);
@@ -598,6 +640,23 @@ mod tests {
                 h: 20
             })
         );
+    }
+
+    #[test]
+    fn the_row_copy_path_matches_the_warp_for_flips_and_whole_pixel_shifts() {
+        let image = RgbImage::from_fn(40, 30, |x, y| Rgb([(x * 6) as u8, (y * 8) as u8, 7]));
+        let mask = GrayImage::from_fn(40, 30, |x, y| Luma([if x > y { 255 } else { 0 }]));
+        for flip in [false, true] {
+            for shift in [[0, 0], [3, -2], [-5, 4], [45, 0]] {
+                let forward = Affine::forward(40, 30, flip, 0.0, 1.0, shift.map(|s| s as f64));
+                let fill = Rgb([1, 2, 3]);
+                assert_eq!(
+                    flip_shift(&image, &mask, flip, shift, fill),
+                    warp(&image, &mask, &forward, fill),
+                    "flip {flip}, shift {shift:?}"
+                );
+            }
+        }
     }
 
     #[test]
