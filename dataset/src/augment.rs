@@ -490,19 +490,27 @@ fn colour(image: &mut RgbImage, saturation: f64, degrees: f64) {
             c + (1.0 - c) * k,
         ],
     ];
-    for p in image.pixels_mut() {
-        let [r, g, b] = p.0.map(f64::from);
-        let grey = 0.299 * r + 0.587 * g + 0.114 * b;
-        let v = [
-            grey + (r - grey) * saturation,
-            grey + (g - grey) * saturation,
-            grey + (b - grey) * saturation,
-        ];
-        p.0 = m.map(|row| {
-            (row[0] * v[0] + row[1] * v[1] + row[2] * v[2])
-                .round()
-                .clamp(0.0, 255.0) as u8
-        });
+    // Saturation is linear too (v -> grey + s·(v - grey)), so both fold into
+    // one matrix, applied in fixed point (1/4096ths).
+    let luma = [0.299, 0.587, 0.114];
+    let mut fixed = [[0i32; 3]; 3];
+    for (i, row) in fixed.iter_mut().enumerate() {
+        for (j, out) in row.iter_mut().enumerate() {
+            let value: f64 = (0..3)
+                .map(|k| {
+                    let sat =
+                        f64::from(u8::from(k == j)) * saturation + (1.0 - saturation) * luma[j];
+                    m[i][k] * sat
+                })
+                .sum();
+            *out = (value * 4096.0).round() as i32;
+        }
+    }
+    for p in image.chunks_exact_mut(3) {
+        let [r, g, b] = [p[0], p[1], p[2]].map(i32::from);
+        for (out, row) in p.iter_mut().zip(&fixed) {
+            *out = ((row[0] * r + row[1] * g + row[2] * b + 2048) >> 12).clamp(0, 255) as u8;
+        }
     }
 }
 
@@ -812,6 +820,29 @@ mod tests {
             decode_background(&tiny),
             Err(BackgroundError::TooSmall(10, 10))
         ));
+    }
+
+    #[test]
+    fn saturation_and_hue_keep_greys_and_zero_saturation_makes_grey() {
+        let mut image = RgbImage::from_fn(16, 16, |x, y| Rgb([(x * 16) as u8, (y * 16) as u8, 90]));
+        let original = image.clone();
+        colour(&mut image, 1.0, 0.0);
+        assert_eq!(image, original, "identity");
+        colour(&mut image, 0.0, 0.0);
+        for (p, o) in image.pixels().zip(original.pixels()) {
+            let grey =
+                0.299 * f64::from(o.0[0]) + 0.587 * f64::from(o.0[1]) + 0.114 * f64::from(o.0[2]);
+            for c in p.0 {
+                assert!((f64::from(c) - grey).abs() <= 1.0, "{p:?} from {o:?}");
+            }
+        }
+        let mut grey = RgbImage::from_pixel(4, 4, Rgb([100, 100, 100]));
+        colour(&mut grey, 1.4, 30.0);
+        assert!(
+            grey.pixels()
+                .all(|p| p.0.iter().all(|c| c.abs_diff(100) <= 1)),
+            "grey stays grey"
+        );
     }
 
     #[test]
