@@ -9,7 +9,7 @@
 //! Every draw comes from [`Rng`] seeded by the caller, so the same seed gives
 //! the same image on every machine.
 
-use image::{GrayImage, Luma, Rgb, RgbImage};
+use image::{GrayImage, Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
 /// A small, fast, seedable generator (SplitMix64): stable across versions
@@ -143,6 +143,29 @@ impl Default for Augment {
             jpeg: Ranged::new(0.2, 60.0, 95.0),
             background: 0.5,
             background_kinds: vec![BackgroundKind::Solid, BackgroundKind::Texture],
+        }
+    }
+}
+
+impl Augment {
+    /// Every transform off: the frame as it is (a starting point to turn
+    /// single transforms on from).
+    pub fn off() -> Self {
+        let never = |lo, hi| Ranged::new(0.0, lo, hi);
+        Self {
+            rotate: never(0.0, 0.0),
+            scale: never(1.0, 1.0),
+            shift: never(0.0, 0.0),
+            flip: 0.0,
+            brightness: never(0.0, 0.0),
+            contrast: never(1.0, 1.0),
+            saturation: never(1.0, 1.0),
+            hue: never(0.0, 0.0),
+            blur: never(1.0, 1.0),
+            noise: never(0.0, 0.0),
+            jpeg: never(90.0, 90.0),
+            background: 0.0,
+            background_kinds: Augment::default().background_kinds,
         }
     }
 }
@@ -316,19 +339,12 @@ pub fn background(
             image::imageops::FilterType::Triangle,
         );
     }
-    let colour = || [0; 3];
-    let mut base = colour();
-    for c in &mut base {
-        *c = (rng.next_u64() % 256) as u8;
-    }
+    let base = random_colour(rng);
     match kind {
         BackgroundKind::Solid => RgbImage::from_pixel(width, height, Rgb(base)),
         BackgroundKind::Texture | BackgroundKind::Image => {
             // Shelf-like stripes of two colours with soft per-pixel grain.
-            let mut other = colour();
-            for c in &mut other {
-                *c = (rng.next_u64() % 256) as u8;
-            }
+            let other = random_colour(rng);
             let period = 16 + (rng.next_u64() % 64) as u32;
             let horizontal = rng.chance(0.5);
             let mut grain = Rng::new(rng.next_u64());
@@ -344,6 +360,10 @@ pub fn background(
             })
         }
     }
+}
+
+fn random_colour(rng: &mut Rng) -> [u8; 3] {
+    [(); 3].map(|_| (rng.next_u64() % 256) as u8)
 }
 
 /// Puts the masked product on `back` (same size).
@@ -558,13 +578,27 @@ fn box_blur(image: &mut RgbImage, r: u32) {
     }
 }
 
-/// A mask value for callers building masks by hand.
-pub const ON: Luma<u8> = Luma([255]);
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::geometry::{BoxPx, bbox};
+    use image::Luma;
+
+    fn px(x: u32, y: u32, w: u32, h: u32) -> BoxPx {
+        BoxPx { x, y, w, h }
+    }
+
+    /// The box of the mask after a flip, a turn and a shift.
+    fn moved_box(
+        (image, mask): &(RgbImage, GrayImage),
+        flip: bool,
+        degrees: f64,
+        shift: [f64; 2],
+    ) -> Option<BoxPx> {
+        let (w, h) = image.dimensions();
+        let forward = Affine::forward(w, h, flip, degrees, 1.0, shift);
+        bbox(&warp(image, mask, &forward, Rgb([0; 3])).1)
+    }
 
     /// A red rectangle on grey, and its mask.
     fn sample(w: u32, h: u32, rect: BoxPx) -> (RgbImage, GrayImage) {
@@ -578,75 +612,31 @@ mod tests {
                 Rgb([128, 128, 128])
             }
         });
-        let mask = GrayImage::from_fn(w, h, |x, y| if inside(x, y) { ON } else { Luma([0]) });
+        let mask = GrayImage::from_fn(
+            w,
+            h,
+            |x, y| if inside(x, y) { Luma([255]) } else { Luma([0]) },
+        );
         (image, mask)
     }
 
     #[test]
     fn flips_and_quarter_turns_move_the_box_exactly() {
-        let rect = BoxPx {
-            x: 10,
-            y: 20,
-            w: 30,
-            h: 12,
-        };
-        let (image, mask) = sample(100, 80, rect);
-        let (_, flipped) = warp(
-            &image,
-            &mask,
-            &Affine::forward(100, 80, true, 0.0, 1.0, [0.0, 0.0]),
-            Rgb([0; 3]),
+        let frame = sample(100, 80, px(10, 20, 30, 12));
+        assert_eq!(
+            moved_box(&frame, true, 0.0, [0.0, 0.0]),
+            Some(px(60, 20, 30, 12))
         );
         assert_eq!(
-            bbox(&flipped),
-            Some(BoxPx {
-                x: 60,
-                y: 20,
-                w: 30,
-                h: 12
-            })
-        );
-        let (_, shifted) = warp(
-            &image,
-            &mask,
-            &Affine::forward(100, 80, false, 0.0, 1.0, [5.0, -3.0]),
-            Rgb([0; 3]),
-        );
-        assert_eq!(
-            bbox(&shifted),
-            Some(BoxPx {
-                x: 15,
-                y: 17,
-                w: 30,
-                h: 12
-            })
+            moved_box(&frame, false, 0.0, [5.0, -3.0]),
+            Some(px(15, 17, 30, 12))
         );
         // A square image turned by 90 degrees about its centre.
-        let (image, mask) = sample(
-            64,
-            64,
-            BoxPx {
-                x: 4,
-                y: 10,
-                w: 20,
-                h: 6,
-            },
-        );
-        let (_, turned) = warp(
-            &image,
-            &mask,
-            &Affine::forward(64, 64, false, 90.0, 1.0, [0.0, 0.0]),
-            Rgb([0; 3]),
-        );
+        let square = sample(64, 64, px(4, 10, 20, 6));
         // (x, y) -> (64 - y, x) with y down: the box spans x 48..54, y 4..24.
         assert_eq!(
-            bbox(&turned),
-            Some(BoxPx {
-                x: 48,
-                y: 4,
-                w: 6,
-                h: 20
-            })
+            moved_box(&square, false, 90.0, [0.0, 0.0]),
+            Some(px(48, 4, 6, 20))
         );
     }
 
@@ -669,26 +659,14 @@ mod tests {
 
     #[test]
     fn the_warped_mask_box_is_the_transformed_box_and_the_pixels_stay_under_the_mask() {
-        let rect = BoxPx {
-            x: 150,
-            y: 120,
-            w: 200,
-            h: 260,
-        };
+        let rect = px(150, 120, 200, 260);
         let (image, mask) = sample(518, 518, rect);
         let config = Augment {
-            background: 0.0,
-            brightness: Ranged::new(0.0, 0.0, 0.0),
-            contrast: Ranged::new(0.0, 1.0, 1.0),
-            saturation: Ranged::new(0.0, 1.0, 1.0),
-            hue: Ranged::new(0.0, 0.0, 0.0),
-            blur: Ranged::new(0.0, 1.0, 1.0),
-            noise: Ranged::new(0.0, 0.0, 0.0),
-            jpeg: Ranged::new(0.0, 90.0, 90.0),
             rotate: Ranged::new(1.0, -30.0, 30.0),
             scale: Ranged::new(1.0, 0.7, 1.2),
             shift: Ranged::new(1.0, -0.1, 0.1),
-            ..Augment::default()
+            flip: 0.5,
+            ..Augment::off()
         };
         for seed in 0..12 {
             let (out, out_mask) = augment(&image, &mask, &config, seed, &[]);
@@ -740,16 +718,7 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_image_and_colour_leaves_the_mask() {
-        let (image, mask) = sample(
-            96,
-            96,
-            BoxPx {
-                x: 20,
-                y: 30,
-                w: 40,
-                h: 30,
-            },
-        );
+        let (image, mask) = sample(96, 96, px(20, 30, 40, 30));
         let config = Augment {
             rotate: Ranged::new(0.0, 0.0, 0.0),
             scale: Ranged::new(0.0, 1.0, 1.0),
@@ -773,16 +742,7 @@ mod tests {
 
     #[test]
     fn uploaded_backgrounds_fill_the_swap_and_bad_uploads_are_refused() {
-        let (image, mask) = sample(
-            96,
-            96,
-            BoxPx {
-                x: 20,
-                y: 30,
-                w: 40,
-                h: 30,
-            },
-        );
+        let (image, mask) = sample(96, 96, px(20, 30, 40, 30));
         let upload = RgbImage::from_pixel(300, 120, Rgb([0, 0, 250]));
         let mut png = Vec::new();
         upload
@@ -790,19 +750,9 @@ mod tests {
             .unwrap();
         let backgrounds = [decode_background(&png).unwrap()];
         let config = Augment {
-            rotate: Ranged::new(0.0, 0.0, 0.0),
-            scale: Ranged::new(0.0, 1.0, 1.0),
-            shift: Ranged::new(0.0, 0.0, 0.0),
-            flip: 0.0,
-            brightness: Ranged::new(0.0, 0.0, 0.0),
-            contrast: Ranged::new(0.0, 1.0, 1.0),
-            saturation: Ranged::new(0.0, 1.0, 1.0),
-            hue: Ranged::new(0.0, 0.0, 0.0),
-            blur: Ranged::new(0.0, 1.0, 1.0),
-            noise: Ranged::new(0.0, 0.0, 0.0),
-            jpeg: Ranged::new(0.0, 90.0, 90.0),
             background: 1.0,
             background_kinds: vec![BackgroundKind::Image],
+            ..Augment::off()
         };
         let (out, _) = augment(&image, &mask, &config, 3, &backgrounds);
         assert_eq!(out.get_pixel(2, 2).0, [0, 0, 250], "the upload is behind");
