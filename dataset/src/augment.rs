@@ -39,8 +39,11 @@ impl Rng {
         lo + (hi - lo) * self.unit()
     }
 
+    /// True with probability `p`; always takes one draw, so a probability
+    /// of 0 does not shift the draws that follow.
     pub fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && self.unit() < p
+        let draw = self.unit();
+        p > 0.0 && draw < p
     }
 }
 
@@ -618,6 +621,16 @@ mod tests {
             |x, y| if inside(x, y) { Luma([255]) } else { Luma([0]) },
         );
         (image, mask)
+    }
+
+    #[test]
+    fn turning_a_transform_off_leaves_the_other_draws_as_they_were() {
+        let (mut off, mut on) = (Rng::new(5), Rng::new(5));
+        assert_eq!(Ranged::new(0.0, 1.0, 2.0).draw(&mut off), None);
+        assert!(Ranged::new(1.0, 1.0, 2.0).draw(&mut on).is_some());
+        assert!(!off.chance(0.0));
+        assert!(on.chance(1.0));
+        assert_eq!(off.next_u64(), on.next_u64());
     }
 
     #[test]
