@@ -65,7 +65,7 @@ pub struct Placed {
     pub visible: f64,
 }
 
-/// Composes one shelf image from `cutouts` (at least one) over a background
+/// Composes one shelf image from `cutouts` over a background
 /// of the configured kind (`backgrounds`: the uploaded images).
 pub fn compose(
     cutouts: &[Cutout<'_>],
@@ -85,6 +85,12 @@ pub fn compose(
     // Who owns each pixel: 0 for the background, else the paste's number + 1.
     let mut owner = vec![0u16; (w * h) as usize];
     let mut pasted: Vec<(usize, u64)> = Vec::new();
+    // Each cutout's box, found once; cutouts with empty masks are left out.
+    let boxes: Vec<(usize, BoxPx)> = cutouts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, cut)| geometry::bbox(cut.mask).map(|b| (i, b)))
+        .collect();
     let rows = config.rows[0].max(1)
         + (rng.next_u64() % u64::from(config.rows[1].saturating_sub(config.rows[0]) + 1)) as u32;
     let row_h = h / rows;
@@ -95,13 +101,11 @@ pub fn compose(
             if pasted.len() as u32 >= config.max_objects.min(u32::from(u16::MAX) - 1) {
                 break 'rows;
             }
-            let source = (rng.next_u64() % cutouts.len().max(1) as u64) as usize;
-            let Some(cut) = cutouts.get(source) else {
+            if boxes.is_empty() {
                 break 'rows;
-            };
-            let Some(b) = geometry::bbox(cut.mask) else {
-                continue;
-            };
+            }
+            let (source, b) = boxes[(rng.next_u64() % boxes.len() as u64) as usize];
+            let cut = &cutouts[source];
             let target_h = (f64::from(row_h) * rng.range(config.scale)).max(8.0);
             let k = target_h / f64::from(b.h);
             let (pw, ph) = (
@@ -244,5 +248,43 @@ mod tests {
             }
         }
         assert!(covered.iter().all(|c| *c <= 1), "masks never overlap");
+    }
+
+    #[test]
+    fn cutouts_with_empty_masks_are_skipped_and_none_at_all_gives_a_bare_shelf() {
+        let (image, _) = product([200, 0, 0], 40);
+        let empty = GrayImage::new(128, 128);
+        let (red, red_mask) = product([200, 0, 0], 40);
+        let config = Shelf {
+            width: 256,
+            height: 192,
+            ..Shelf::default()
+        };
+        let bare = compose(
+            &[Cutout {
+                image: &image,
+                mask: &empty,
+            }],
+            &config,
+            1,
+            &[],
+        );
+        assert!(bare.1.is_empty());
+        let mixed = [
+            Cutout {
+                image: &image,
+                mask: &empty,
+            },
+            Cutout {
+                image: &red,
+                mask: &red_mask,
+            },
+        ];
+        let (_, placed) = compose(&mixed, &config, 1, &[]);
+        assert!(!placed.is_empty());
+        assert!(
+            placed.iter().all(|p| p.source == 1),
+            "only the cutout with a mask"
+        );
     }
 }
