@@ -47,7 +47,7 @@ impl Format {
 }
 
 /// One labelled product in an image.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Object {
     /// Index into the classes.
     pub class: usize,

@@ -7,9 +7,10 @@
 //! polygons cannot carry them; the area still counts only mask pixels).
 
 use image::GrayImage;
+use serde::{Deserialize, Serialize};
 
 /// A box in pixels: left, top, width, height (COCO's `bbox`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BoxPx {
     pub x: u32,
     pub y: u32,

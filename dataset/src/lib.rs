@@ -10,6 +10,8 @@
 //! - [`composite`]: shelf images pasted together from several products' cutouts,
 //!   with a visible mask and a box per product;
 //! - [`export`]: COCO, YOLO and recognition-folder archives with a manifest;
+//! - [`plan`]: which frames, draws and composites a version holds, per split;
+//! - [`render`]: one planned image drawn, with its labels taken from its masks;
 //! - [`zip`]: a streaming ZIP writer whose archives are byte-identical for the
 //!   same entries, so exporting a version twice gives the same file.
 
@@ -17,5 +19,7 @@ pub mod augment;
 pub mod composite;
 pub mod export;
 pub mod geometry;
+pub mod plan;
+pub mod render;
 pub mod split;
 pub mod zip;

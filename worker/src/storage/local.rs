@@ -63,6 +63,24 @@ impl LocalStorage {
         }
     }
 
+    pub async fn get_stream(&self, key: &str) -> Result<super::ObjectStream, StorageError> {
+        let file = match tokio::fs::File::open(self.path(key)).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::NotFound(key.to_owned()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata().await?.len();
+        Ok(super::ObjectStream {
+            size,
+            body: Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                file,
+                256 * 1024,
+            )),
+        })
+    }
+
     pub async fn delete(&self, keys: &[String]) -> Result<(), StorageError> {
         for key in keys {
             match tokio::fs::remove_file(self.path(key)).await {

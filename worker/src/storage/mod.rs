@@ -28,6 +28,12 @@ pub enum StorageError {
     S3(String),
 }
 
+/// An object being read: its size and its bytes, chunk by chunk.
+pub struct ObjectStream {
+    pub size: u64,
+    pub body: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
+}
+
 /// Where objects live.
 #[derive(Debug, Clone)]
 pub enum Storage {
@@ -107,6 +113,16 @@ impl Storage {
         match self {
             Storage::Local(local) => local.get(key).await,
             Storage::S3(s3) => s3.get(key).await,
+        }
+    }
+
+    /// Reads an object as a stream of chunks, with its size: constant memory
+    /// however large the object (what downloads of exports are served from).
+    pub async fn get_stream(&self, key: &str) -> Result<ObjectStream, StorageError> {
+        check_key(key)?;
+        match self {
+            Storage::Local(local) => local.get_stream(key).await,
+            Storage::S3(s3) => s3.get_stream(key).await,
         }
     }
 

@@ -237,6 +237,29 @@ impl S3Storage {
         Ok(object.body.collect().await.map_err(s3_error)?.into_bytes())
     }
 
+    pub async fn get_stream(&self, key: &str) -> Result<super::ObjectStream, StorageError> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+            .map_err(|e| match e.into_service_error() {
+                e if e.is_no_such_key() => StorageError::NotFound(key.to_owned()),
+                e => s3_error(e),
+            })?;
+        let size = object.content_length.unwrap_or_default().max(0) as u64;
+        let reader = object.body.into_async_read();
+        Ok(super::ObjectStream {
+            size,
+            body: Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                reader,
+                256 * 1024,
+            )),
+        })
+    }
+
     pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {
         let keys = self.list(prefix).await?;
         self.delete(&keys).await?;

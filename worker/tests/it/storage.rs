@@ -122,9 +122,22 @@ async fn behaves_like_storage(storage: &Storage) {
         Err(StorageError::NotFound(_))
     ));
     assert!(matches!(
+        storage.get_stream("frames/869/j1/0000.png").await,
+        Err(StorageError::NotFound(_))
+    ));
+    let stream = storage.get_stream("frames/869/j2/0000.png").await.unwrap();
+    assert_eq!(stream.size, 15);
+    assert_eq!(read_stream(stream).await, b"\x89PNG fake frame");
+    assert!(matches!(
         storage.put("../escape.png", png, "image/png").await,
         Err(StorageError::BadKey(_))
     ));
+}
+
+async fn read_stream(stream: buybuddy_worker::storage::ObjectStream) -> Vec<u8> {
+    use futures::TryStreamExt;
+    let chunks: Vec<Bytes> = stream.body.try_collect().await.unwrap();
+    chunks.concat()
 }
 
 #[tokio::test]
@@ -179,6 +192,13 @@ async fn large_files_go_up_in_parts() {
     assert!(
         back.as_ref() == data.as_slice(),
         "the object reads back as written"
+    );
+    // Streamed, it comes in chunks of at most 256 KiB and reads back the same.
+    let stream = storage.get_stream("uploads/big.mp4").await.unwrap();
+    assert_eq!(stream.size, data.len() as u64);
+    assert!(
+        read_stream(stream).await == data,
+        "the stream reads back as written"
     );
 }
 
