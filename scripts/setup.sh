@@ -117,6 +117,28 @@ if [ "$WITH_TEST" = 1 ]; then
 fi
 
 if [ "$WITH_TEST" = 1 ]; then
+	step "pycocotools and Ultralytics (the consumers that read our COCO and YOLO exports back)"
+	# Into the torch virtualenv, with torch and torchvision held at their pins
+	# so that Ultralytics' requirements do not replace them.
+	ds_reqs="$REPO_ROOT/tests/sdk/datasets-requirements.txt"
+	if [ -f "$torch_venv/.datasets-installed" ] && [ "$ds_reqs" -ot "$torch_venv/.datasets-installed" ]; then
+		info "already installed: $(tr '\n' ' ' <"$ds_reqs")in $torch_venv"
+	else
+		info "pip install $(tr '\n' ' ' <"$ds_reqs")"
+		"$torch_venv/bin/pip" install --quiet --disable-pip-version-check --progress-bar off -r "$ds_reqs" -c "$torch_reqs"
+		touch "$torch_venv/.datasets-installed"
+	fi
+	# Ultralytics reads its settings from here and, offline, must not try to
+	# fetch a font: it gets the one matplotlib ships under the name it wants.
+	yolo_dir="$REPO_ROOT/.data/ultralytics"
+	mkdir -p "$yolo_dir"
+	font=$("$torch_venv/bin/python" -c 'import matplotlib, os; print(os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data/fonts/ttf/DejaVuSans.ttf"))')
+	[ -f "$yolo_dir/Arial.ttf" ] || cp "$font" "$yolo_dir/Arial.ttf"
+	[ -f "$yolo_dir/Arial.Unicode.ttf" ] || cp "$font" "$yolo_dir/Arial.Unicode.ttf"
+	info "Ultralytics settings in $yolo_dir"
+fi
+
+if [ "$WITH_TEST" = 1 ]; then
 	step "A tiny random SAM 3, exported to TorchScript (the SAM 3 backend's tests)"
 	tiny="$REPO_ROOT/.data/models/sam3-tiny"
 	if [ -f "$tiny/sam3.json" ] && [ vision/python/export_sam3.py -ot "$tiny/sam3.json" ] && [ "$torch_reqs" -ot "$tiny/sam3.json" ]; then

@@ -8,6 +8,9 @@
 //! | frames  | `frames/{barcode}/{job_id}/{index:04}.png`   |
 //! | masks   | `masks/{barcode}/{job_id}/{index:04}.png`    |
 //! | uploads | `uploads/{upload_id}/{cleaned file name}`    |
+//! | dataset images | `datasets/{dataset}/v{n}/images/{ordinal:07}.png` |
+//! | dataset exports | `datasets/{dataset}/v{n}/exports/{export}.{format}.zip` |
+//! | backgrounds | `backgrounds/{id}.{png,jpg}` (a fresh id per upload) |
 
 use buybuddy_domain::Barcode;
 use uuid::Uuid;
@@ -47,6 +50,27 @@ impl JobMedia {
     pub fn mask(&self, index: usize) -> String {
         format!("{}{index:04}.png", self.masks_prefix())
     }
+}
+
+/// The folder of one dataset version: everything it renders lives under it,
+/// so that reprocessing a product never changes a version.
+pub fn dataset_version(dataset: i32, number: i32) -> String {
+    format!("datasets/{dataset}/v{number}/")
+}
+
+/// A version's image: the same on every attempt of the render job.
+pub fn dataset_image(version_prefix: &str, ordinal: i32) -> String {
+    format!("{version_prefix}images/{ordinal:07}.png")
+}
+
+/// An export's archive.
+pub fn dataset_export(version_prefix: &str, export: i32, format: &str) -> String {
+    format!("{version_prefix}exports/{export}.{format}.zip")
+}
+
+/// A new key for an uploaded background image.
+pub fn background(extension: &str) -> String {
+    format!("backgrounds/{}.{extension}", Uuid::now_v7())
 }
 
 /// A new key for an uploaded file: a fresh id, and the client's file name

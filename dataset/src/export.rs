@@ -239,7 +239,10 @@ impl<W: Write> Exporter<W> {
             }
             Format::Yolo => {
                 let mut yaml =
-                    String::from("# Paths are relative to this file's folder.\npath: .\n");
+                    // No `path`: Ultralytics then takes the split folders relative
+                    // to this file's folder, wherever the archive is unpacked
+                    // (`path: .` would mean the reader's working directory).
+                    String::from("# Paths are relative to this file's folder.\n");
                 for split in splits {
                     yaml.push_str(&format!("{0}: images/{0}\n", split.as_str()));
                 }
@@ -431,7 +434,7 @@ mod tests {
         );
         assert_eq!(
             files["data.yaml"],
-            "# Paths are relative to this file's folder.\npath: .\ntrain: images/train\nval: images/val\nnc: 2\nnames:\n  0: \"8690000000001 Cola\"\n  1: \"8690000000002 Su/1L\"\n"
+            "# Paths are relative to this file's folder.\ntrain: images/train\nval: images/val\nnc: 2\nnames:\n  0: \"8690000000001 Cola\"\n  1: \"8690000000002 Su/1L\"\n"
         );
         let segments = entries(&export(Format::Yolo, true));
         assert_eq!(

@@ -5,6 +5,7 @@
 //! exactly the same things. Actions know nothing of HTTP: they return
 //! [`ActionError`], which each caller shapes for its audience.
 
+pub mod datasets;
 pub mod jobs;
 pub mod metadata;
 pub mod products;

@@ -1,6 +1,7 @@
 //! The command line: one binary, one subcommand per role or tool.
 
 mod bench;
+mod dataset;
 mod db;
 mod doctor;
 mod embed;
@@ -84,6 +85,9 @@ pub enum Command {
     Models(embed::ModelsCommand),
     /// Find products like a photo or like a product, and print them as JSON.
     Search(embed::SearchArgs),
+    /// Datasets: create, generate versions, export and download.
+    #[command(subcommand)]
+    Dataset(dataset::Command),
     /// Measure the platform (figures, not tests).
     #[command(subcommand)]
     Bench(bench::Command),
@@ -138,6 +142,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Embed(args) => embed::embed(args).await?,
         Command::Models(command) => embed::models(command).await?,
         Command::Search(args) => embed::run_search(args).await?,
+        Command::Dataset(command) => dataset::run(command).await?,
         Command::Bench(command) => bench::run(command).await?,
     }
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 
 pub mod attempts;
 pub mod catalog;
+pub mod datasets;
 pub mod embedded;
 pub mod embeddings;
 pub mod frames;

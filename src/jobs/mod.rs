@@ -4,8 +4,10 @@
 //! is queued. Jobs reach the worker process's shared parts (storage, clients,
 //! models) through [`Resources`].
 
+pub mod augment;
 pub mod context;
 pub mod embed;
+pub mod export;
 pub mod probes;
 pub mod resources;
 pub mod video;
@@ -64,6 +66,8 @@ pub enum JobSpec {
     Crash(crash::Crash),
     Video(video::Video),
     Embed(embed::Embed),
+    Augment(augment::Augment),
+    Export(export::Export),
 }
 
 /// Calls `$body` with the job of whichever kind `$spec` holds, bound to `$job`.
@@ -76,6 +80,8 @@ macro_rules! with_job {
             JobSpec::Crash($job) => $body,
             JobSpec::Video($job) => $body,
             JobSpec::Embed($job) => $body,
+            JobSpec::Augment($job) => $body,
+            JobSpec::Export($job) => $body,
         }
     };
 }
@@ -88,6 +94,8 @@ pub const KINDS: &[&str] = &[
     crash::Crash::KIND,
     video::Video::KIND,
     embed::Embed::KIND,
+    augment::Augment::KIND,
+    export::Export::KIND,
 ];
 
 /// The stable names of the probe kinds.
@@ -193,6 +201,8 @@ mod tests {
                 product_id: uuid::Uuid::nil(),
                 model_id: 1,
             }),
+            JobSpec::Augment(augment::Augment { version_id: 1 }),
+            JobSpec::Export(export::Export { export_id: 1 }),
         ]
     }
 

@@ -5,6 +5,7 @@ mod api;
 mod assets;
 mod cache;
 mod dashboard;
+pub(crate) mod datasets;
 pub mod error;
 mod events;
 mod health;
@@ -137,6 +138,23 @@ pub fn router(state: AppState) -> Router {
         .route(paths::SEARCH_BACKFILL, post(search::backfill))
         .route(paths::MODEL_ACTIVATE, post(search::activate))
         .route(paths::PRODUCT_SIMILAR, get(search::similar_panel))
+        .route(paths::DATASETS, get(datasets::list).post(datasets::create))
+        .route(paths::DATASET, get(datasets::show).post(datasets::save))
+        .route(paths::DATASET_PREVIEW, post(datasets::preview))
+        .route(paths::DATASET_VERSIONS, post(datasets::generate))
+        .route(
+            paths::DATASET_VERSIONS_LIST,
+            get(datasets::versions_fragment),
+        )
+        .route(paths::DATASET_VERSION_RENDER, post(datasets::render_again))
+        .route(paths::DATASET_EXPORTS, post(datasets::export))
+        .route(paths::DATASET_DOWNLOAD, get(datasets::download))
+        .route(
+            paths::DATASET_BACKGROUNDS,
+            post(datasets::upload_background).layer(axum::extract::DefaultBodyLimit::max(
+                crate::actions::datasets::MAX_BACKGROUND_BYTES + (1 << 20),
+            )),
+        )
         .route(paths::SYNC, get(sync::page).post(sync::run))
         .route(paths::SYNC_ENQUEUE, post(sync::enqueue))
         .route(paths::LOGOUT, post(login::logout))

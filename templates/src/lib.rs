@@ -3,6 +3,7 @@
 //! HTMX requests, so a part of a page looks the same however it was loaded.
 
 pub mod dashboard;
+pub mod datasets;
 pub mod error;
 pub mod format;
 pub mod jobs;

@@ -23,6 +23,15 @@ pub const SEARCH_DUPLICATES: &str = "/fragments/search/duplicates";
 pub const SEARCH_BACKFILL: &str = "/search/backfill";
 pub const MODEL_ACTIVATE: &str = "/models/{id}/activate";
 pub const PRODUCT_SIMILAR: &str = "/fragments/products/{id}/similar";
+pub const DATASETS: &str = "/datasets";
+pub const DATASET: &str = "/datasets/{id}";
+pub const DATASET_PREVIEW: &str = "/fragments/datasets/{id}/preview";
+pub const DATASET_VERSIONS: &str = "/datasets/{id}/versions";
+pub const DATASET_VERSIONS_LIST: &str = "/fragments/datasets/{id}/versions";
+pub const DATASET_VERSION_RENDER: &str = "/datasets/{id}/versions/{number}/render";
+pub const DATASET_EXPORTS: &str = "/datasets/{id}/versions/{number}/exports";
+pub const DATASET_DOWNLOAD: &str = "/datasets/exports/{id}/download";
+pub const DATASET_BACKGROUNDS: &str = "/datasets/backgrounds";
 pub const SYNC: &str = "/sync";
 pub const SYNC_ENQUEUE: &str = "/sync/enqueue";
 pub const HEALTHZ: &str = "/healthz";
@@ -50,12 +59,27 @@ pub const API_SEARCH_DUPLICATES: &str = "/api/search/duplicates";
 pub const API_MODELS: &str = "/api/models";
 pub const API_MODEL_ACTIVATE: &str = "/api/models/{id}/activate";
 pub const API_EMBED: &str = "/api/embed";
+pub const API_DATASETS: &str = "/api/datasets";
+pub const API_DATASET: &str = "/api/datasets/{id}";
+pub const API_DATASET_PREVIEW: &str = "/api/datasets/{id}/preview";
+pub const API_DATASET_VERSIONS: &str = "/api/datasets/{id}/versions";
+pub const API_DATASET_VERSION: &str = "/api/datasets/{id}/versions/{number}";
+pub const API_DATASET_EXPORTS: &str = "/api/datasets/{id}/versions/{number}/exports";
+pub const API_EXPORT: &str = "/api/exports/{id}";
+pub const API_EXPORT_DOWNLOAD: &str = "/api/exports/{id}/download";
+pub const API_BACKGROUNDS: &str = "/api/backgrounds";
 pub const API_SYNC: &str = "/api/sync";
 pub const API_SYNC_ENQUEUE: &str = "/api/sync/enqueue";
 
 /// A path with its `{id}` filled in.
 pub fn with_id(path: &str, id: impl std::fmt::Display) -> String {
     path.replace("{id}", &id.to_string())
+}
+
+/// A dataset version's path with its dataset id and number filled in.
+pub fn with_version(path: &str, id: i32, number: i32) -> String {
+    path.replace("{id}", &id.to_string())
+        .replace("{number}", &number.to_string())
 }
 
 /// The URL of a stored object (a frame, a mask).

@@ -4,6 +4,7 @@
 //! Errors come back as `{"error": {"status", "title", "message"}}`; invalid
 //! metadata as 422 with `fields`, a message per field.
 
+mod datasets;
 mod jobs;
 mod products;
 mod search;
@@ -16,6 +17,7 @@ use super::AppState;
 
 pub fn routes(upload_limit: axum::extract::DefaultBodyLimit) -> Router<AppState> {
     jobs::routes(upload_limit)
+        .merge(datasets::routes())
         .merge(products::routes())
         .merge(search::routes())
         .merge(sync::routes())
