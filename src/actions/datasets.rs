@@ -936,3 +936,85 @@ pub fn field_messages(error: &ActionError) -> BTreeMap<&'static str, String> {
         _ => BTreeMap::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_flat_form_nests_into_the_input_with_lists_numbers_and_ranges() {
+        let value = nest_form(&pairs(&[
+            ("name", "2024"),
+            ("task", "segment"),
+            ("selection.statuses", "approved"),
+            ("selection.statuses", "needs_review"),
+            ("selection.categories", "drinks, snacks\nfrozen"),
+            ("selection.products", "4006381333931"),
+            ("settings.ratios.train", "0.7"),
+            ("settings.ratios.val", "0.2"),
+            ("settings.ratios.test", "0.1"),
+            ("settings.copies", "3"),
+            ("render.augment.rotate.p", "0.5"),
+            ("render.augment.rotate.range.0", "-20"),
+            ("render.augment.rotate.range.1", "20"),
+            ("render.augment.background_kinds", "solid"),
+            ("render.augment.background_kinds", "image"),
+            ("render.shelf.rows.0", "1"),
+            ("render.shelf.rows.1", "2"),
+        ]));
+        let input = read_input(value).unwrap();
+        assert_eq!(input.name, "2024", "a numeric name stays a name");
+        assert_eq!(input.task, "segment");
+        assert_eq!(input.selection.statuses, ["approved", "needs_review"]);
+        assert_eq!(input.selection.categories, ["drinks", "snacks", "frozen"]);
+        assert_eq!(input.selection.products, ["4006381333931"]);
+        assert_eq!(input.settings.ratios.train, 0.7);
+        assert_eq!(input.settings.copies, 3);
+        assert_eq!(input.render.augment.rotate.p, 0.5);
+        assert_eq!(input.render.augment.rotate.range, [-20.0, 20.0]);
+        assert_eq!(
+            input.render.augment.background_kinds,
+            [BackgroundKind::Solid, BackgroundKind::Image]
+        );
+        assert_eq!(input.render.shelf.rows, [1, 2]);
+        // What the form leaves out keeps its default.
+        assert_eq!(input.render.augment.flip, 0.5);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_a_message_not_a_crash() {
+        let error = read_input(nest_form(&pairs(&[("settings.copies", "many")]))).unwrap_err();
+        assert!(matches!(error, ActionError::Invalid(_)), "{error:?}");
+        assert!(error.to_string().contains("invalid type"), "{error}");
+    }
+
+    #[test]
+    fn the_render_settings_are_checked_range_by_range() {
+        let mut render = RenderSettings::default();
+        let mut errors = FieldErrors::new();
+        check_render(&render, &mut errors);
+        assert!(errors.is_empty(), "the defaults are valid: {errors:?}");
+        render.augment.jpeg = Ranged {
+            p: 0.5,
+            range: [0.0, 90.0],
+        };
+        render.augment.hue.p = -0.1;
+        render.shelf.rows = [3, 2];
+        check_render(&render, &mut errors);
+        assert!(
+            errors["render.augment.jpeg"].contains("1 to 100"),
+            "{errors:?}"
+        );
+        assert!(
+            errors["render.augment.hue"].contains("probability"),
+            "{errors:?}"
+        );
+        assert!(errors["render.shelf"].contains("low to high"), "{errors:?}");
+    }
+}

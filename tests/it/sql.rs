@@ -122,3 +122,76 @@ async fn directory_figures_count_products_by_category_and_backlog() {
     let barcodes: Vec<String> = backlog.iter().map(|r| r.get("barcode")).collect();
     assert_eq!(barcodes, ["2", "3"]);
 }
+
+#[tokio::test]
+async fn dataset_split_figures_count_products_images_boxes_and_leaks() {
+    let db = TestDb::new().await;
+    let p1 = uuid::Uuid::new_v4();
+    let p2 = uuid::Uuid::new_v4();
+    let source = |p: uuid::Uuid| {
+        format!(
+            r#"[{{"frame_id": 1, "product_id": "{p}", "class": 0, "image": "a.png", "mask": null}}]"#
+        )
+    };
+    let both = format!(
+        r#"[{{"frame_id": 1, "product_id": "{p1}", "class": 0, "image": "a.png", "mask": null}},
+            {{"frame_id": 2, "product_id": "{p2}", "class": 0, "image": "b.png", "mask": null}}]"#
+    );
+    let version: i32 = sqlx::query_scalar(
+        "WITH d AS (INSERT INTO datasets (name, task, selection, settings, render)
+                    VALUES ('shelves', 'detect', '{}', '{}', '{}') RETURNING id)
+         INSERT INTO dataset_versions (dataset_id, number, task, rule, config, classes)
+         SELECT id, 1, 'detect', 'by_product', '{}', '[]' FROM d RETURNING id",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let items = [
+        ("train", "frame", source(p1), Some(r#"[{"class": 0}]"#)),
+        ("train", "augmented", source(p1), Some(r#"[{"class": 0}]"#)),
+        (
+            "train",
+            "composite",
+            both.clone(),
+            Some(r#"[{"class": 0}, {"class": 0}]"#),
+        ),
+        ("val", "frame", source(p2), None),
+    ];
+    for (ordinal, (split, kind, sources, objects)) in items.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO dataset_items (version_id, ordinal, split, kind, seed, sources, image_key, objects, rendered_at)
+             VALUES ($1, $2, $3, $4, 0, $5::jsonb, 'k', $6::jsonb, CASE WHEN $6 IS NULL THEN NULL ELSE now() END)",
+        )
+        .bind(version)
+        .bind(ordinal as i32)
+        .bind(split)
+        .bind(kind)
+        .bind(sources)
+        .bind(objects)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let rows = run(&db.pool, "dataset_splits.sql").await;
+    assert_eq!(rows.len(), 2);
+    let train = &rows[0];
+    assert_eq!(train.get::<String, _>("split"), "train");
+    assert_eq!(train.get::<i64, _>("products"), 2);
+    assert_eq!(train.get::<i64, _>("frames"), 1);
+    assert_eq!(train.get::<i64, _>("augmented"), 1);
+    assert_eq!(train.get::<i64, _>("composites"), 1);
+    assert_eq!(train.get::<i64, _>("images"), 3);
+    assert_eq!(train.get::<i64, _>("boxes"), 4);
+    // The composite put p2 in train too: a leak, and the query says so.
+    assert_eq!(train.get::<i64, _>("products_in_other_splits"), 1);
+    let val = &rows[1];
+    assert_eq!(val.get::<i64, _>("rendered"), 0);
+    assert_eq!(val.get::<i64, _>("products_in_other_splits"), 1);
+    // The page's per-version figures agree.
+    let counts = buybuddy::db::datasets::split_counts(&db.pool, version)
+        .await
+        .unwrap();
+    assert_eq!(counts[0].products, 2);
+    assert_eq!(counts[0].boxes, 4);
+    assert_eq!(counts[1].images, 1);
+}
