@@ -60,10 +60,23 @@ for _ in $(seq 1 100); do
 	curl -fsS "http://$bind/healthz" >/dev/null 2>&1 && break
 	sleep 0.1
 done
+step "A sample dataset from it (rendered and exported by the worker)"
+# Made once: the sample product's frames and 24 augmented draws in train, and
+# 4 shelf composites; then a COCO archive of it, read back by Python's zipfile.
+if ! "$bin" dataset show sample-shelf >/dev/null 2>&1; then
+	"$bin" dataset create sample-shelf --task segment --status needs_review --status approved \
+		--split 1,0,0 --copies 1 --composites 4 >/dev/null
+	"$bin" dataset version sample-shelf --wait >"$REPO_ROOT/.data/samples/dataset.json"
+fi
+if "$bin" dataset export sample-shelf --format coco --out "$REPO_ROOT/.data/samples/sample-shelf-coco.zip" >"$REPO_ROOT/.data/samples/export.json"; then
+	info "$(python3 -c 'import json,sys,zipfile; e=json.load(sys.stdin); z=zipfile.ZipFile(e["path"]); a=json.loads(z.read("annotations/instances_train.json")); print("dataset sample-shelf: %d images, %d boxes with polygons, %.1f MB, in %s" % (len(a["images"]), len(a["annotations"]), e["size"]/1e6, e["path"]))' <"$REPO_ROOT/.data/samples/export.json")"
+fi
+
 printf '\n    Buybuddy is running: http://%s\n' "$bind"
 printf '    Sign in as %s with the password %s (kept in %s)\n' "$admin_email" "$(cat "$password_file")" "$password_file"
 printf '    Database: %s\n' "$("$bin" db status)"
 printf '    Queue a test job:   %s jobs push sleep millis=3000 steps=6\n' "$bin"
 printf '    Search by photo:    http://%s/search\n' "$bind"
+printf '    Datasets:           http://%s/datasets\n' "$bind"
 printf '    Stop with Ctrl-C.\n\n'
 wait -n "${pids[@]}"

@@ -245,37 +245,54 @@ pub fn warp(
     let inv = forward.inverse();
     let mut out = RgbImage::from_pixel(w, h, fill);
     let mut out_mask = GrayImage::new(w, h);
-    let (wf, hf) = (f64::from(w), f64::from(h));
     let (wu, hu) = (w as usize, h as usize);
     let (src, src_mask) = (image.as_raw().as_slice(), mask.as_raw().as_slice());
     let (dst, dst_mask): (&mut [u8], &mut [u8]) = (&mut out, &mut out_mask);
+    // Source coordinates in 16.16 fixed point: along a row the source point
+    // moves by (a0, a3) per pixel, added without float conversions.
+    const ONE: i64 = 1 << 16;
+    let fixed = |v: f64| (v * ONE as f64).round() as i64;
     let [a0, _, _, a3, _, _] = inv.a;
+    let (step_x, step_y) = (fixed(a0), fixed(a3));
+    let (limit_x, limit_y) = (i64::from(w) * ONE, i64::from(h) * ONE);
+    let (last_x, last_y) = (wu - 1, hu - 1);
     for y in 0..hu {
-        // Pixel centres: the output centre maps to a source point; along a
-        // row the source point moves by (a0, a3) per pixel.
-        let [mut sx, mut sy] = inv.apply([0.5, y as f64 + 0.5]);
+        // Pixel centres: the output centre maps to a source point.
+        let [sx, sy] = inv.apply([0.5, y as f64 + 0.5]);
+        let (mut qx, mut qy) = (fixed(sx), fixed(sy));
+        let row = y * wu;
         for x in 0..wu {
-            let (px, py) = (sx, sy);
-            sx += a0;
-            sy += a3;
-            if px < 0.0 || py < 0.0 || px >= wf || py >= hf {
+            let (px, py) = (qx, qy);
+            qx += step_x;
+            qy += step_y;
+            if px < 0 || py < 0 || px >= limit_x || py >= limit_y {
                 continue;
             }
-            let (mx, my) = ((px as usize).min(wu - 1), (py as usize).min(hu - 1));
-            let o = y * wu + x;
+            let o = row + x;
+            let (mx, my) = (
+                ((px >> 16) as usize).min(last_x),
+                ((py >> 16) as usize).min(last_y),
+            );
             dst_mask[o] = src_mask[my * wu + mx];
-            let (fx, fy) = ((px - 0.5).max(0.0), (py - 0.5).max(0.0));
-            let (x0, y0) = ((fx as usize).min(wu - 1), (fy as usize).min(hu - 1));
-            let (x1, y1) = ((x0 + 1).min(wu - 1), (y0 + 1).min(hu - 1));
+            // The four neighbours around the point (pixel centres at +0.5).
+            let (fx, fy) = ((px - ONE / 2).max(0), (py - ONE / 2).max(0));
+            let (x0, y0) = (
+                ((fx >> 16) as usize).min(last_x),
+                ((fy >> 16) as usize).min(last_y),
+            );
+            let (x1, y1) = ((x0 + 1).min(last_x), (y0 + 1).min(last_y));
             // Bilinear weights in 1/256ths.
-            let tx = ((fx - x0 as f64) * 256.0) as u32;
-            let ty = ((fy - y0 as f64) * 256.0) as u32;
+            let tx = ((fx >> 8) & 255) as u32;
+            let ty = ((fy >> 8) & 255) as u32;
             let (i00, i01) = ((y0 * wu + x0) * 3, (y0 * wu + x1) * 3);
             let (i10, i11) = ((y1 * wu + x0) * 3, (y1 * wu + x1) * 3);
+            let (p00, p01) = (&src[i00..i00 + 3], &src[i01..i01 + 3]);
+            let (p10, p11) = (&src[i10..i10 + 3], &src[i11..i11 + 3]);
+            let out_px = &mut dst[o * 3..o * 3 + 3];
             for ch in 0..3 {
-                let top = u32::from(src[i00 + ch]) * (256 - tx) + u32::from(src[i01 + ch]) * tx;
-                let bottom = u32::from(src[i10 + ch]) * (256 - tx) + u32::from(src[i11 + ch]) * tx;
-                dst[o * 3 + ch] = ((top * (256 - ty) + bottom * ty + (1 << 15)) >> 16) as u8;
+                let top = u32::from(p00[ch]) * (256 - tx) + u32::from(p01[ch]) * tx;
+                let bottom = u32::from(p10[ch]) * (256 - tx) + u32::from(p11[ch]) * tx;
+                out_px[ch] = ((top * (256 - ty) + bottom * ty + (1 << 15)) >> 16) as u8;
             }
         }
     }
@@ -304,11 +321,25 @@ pub fn flip_shift(
             continue;
         }
         let (row, src_row) = ((y * wi) as usize, (sy * wi) as usize);
-        for x in x0..x1 {
-            let sx = if flip { wi - 1 - (x - dx) } else { x - dx } as usize;
-            let (o, i) = (row + x as usize, src_row + sx);
-            dst_mask[o] = src_mask[i];
-            dst[o * 3..o * 3 + 3].copy_from_slice(&src[i * 3..i * 3 + 3]);
+        let (x0, x1) = (x0 as usize, x1 as usize);
+        let count = x1 - x0;
+        let out_px = &mut dst[(row + x0) * 3..(row + x1) * 3];
+        let out_m = &mut dst_mask[row + x0..row + x1];
+        if flip {
+            // Output column x reads source column w-1-(x-dx): a reversed run.
+            let first = (wi - 1 - (x1 as i64 - 1 - dx)) as usize;
+            let in_px = &src[(src_row + first) * 3..(src_row + first + count) * 3];
+            let in_m = &src_mask[src_row + first..src_row + first + count];
+            for (o, i) in out_px.chunks_exact_mut(3).zip(in_px.chunks_exact(3).rev()) {
+                o.copy_from_slice(i);
+            }
+            for (o, i) in out_m.iter_mut().zip(in_m.iter().rev()) {
+                *o = *i;
+            }
+        } else {
+            let first = (x0 as i64 - dx) as usize;
+            out_px.copy_from_slice(&src[(src_row + first) * 3..(src_row + first + count) * 3]);
+            out_m.copy_from_slice(&src_mask[src_row + first..src_row + first + count]);
         }
     }
     (out, out_mask)
@@ -479,9 +510,18 @@ pub fn augment(
 
 /// The image after encoding as JPEG at `quality` and decoding again.
 fn jpeg_round_trip(image: &RgbImage, quality: u8) -> RgbImage {
+    // jpeg-encoder (SIMD) encodes several times faster than the image crate's
+    // encoder; decoding goes through the image crate (zune-jpeg).
     let mut encoded = Vec::new();
-    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut encoded, quality);
-    if encoder.encode_image(image).is_err() {
+    let (w, h) = image.dimensions();
+    let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
+        return image.clone();
+    };
+    let encoder = jpeg_encoder::Encoder::new(&mut encoded, quality.clamp(1, 100));
+    if encoder
+        .encode(image.as_raw(), w16, h16, jpeg_encoder::ColorType::Rgb)
+        .is_err()
+    {
         return image.clone();
     }
     image::load_from_memory_with_format(&encoded, image::ImageFormat::Jpeg)
@@ -542,40 +582,69 @@ fn colour(image: &mut RgbImage, saturation: f64, degrees: f64) {
 fn box_blur(image: &mut RgbImage, r: u32) {
     let (w, h) = (image.width() as usize, image.height() as usize);
     let r = r as usize;
+    let stride = w * 3;
     let data: &mut [u8] = image;
-    let mut line = Vec::new();
-    // (number of lines, line length, stride between lines, stride along a line)
-    for (lines, len, across, along) in [(h, w, w * 3, 3), (w, h, 3, w * 3)] {
-        for l in 0..lines {
-            line.clear();
-            line.extend((0..len).map(|i| {
-                let at = l * across + i * along;
-                [data[at], data[at + 1], data[at + 2]]
-            }));
-            let mut sum = [0u32; 3];
-            for px in &line[..r.min(len - 1) + 1] {
-                for ch in 0..3 {
-                    sum[ch] += u32::from(px[ch]);
-                }
+    if w == 0 || h == 0 {
+        return;
+    }
+    // Rounded means of full windows by table (a division per value is most
+    // of the time otherwise); windows cut by an edge divide.
+    let full = (2 * r + 1) as u32;
+    let table: Vec<u8> = (0..=255 * full)
+        .map(|s| ((s + full / 2) / full) as u8)
+        .collect();
+    let mean = |sum: u32, n: u32| {
+        if n == full {
+            table[sum as usize]
+        } else {
+            ((sum + n / 2) / n) as u8
+        }
+    };
+    // Along each row, from prefix sums over the interleaved values: the
+    // window of value i runs from i - 3r to i + 3r in steps of 3 (its channel).
+    let mut prefix = vec![0u32; stride + 3];
+    for line in data.chunks_exact_mut(stride) {
+        for i in 0..stride {
+            prefix[i + 3] = prefix[i] + u32::from(line[i]);
+        }
+        let window = |x: usize| (x.saturating_sub(r), (x + r).min(w - 1));
+        for x in (0..w.min(r)).chain(w.saturating_sub(r).max(r.min(w))..w) {
+            let (lo, hi) = window(x);
+            let n = (hi - lo + 1) as u32;
+            for ch in 0..3 {
+                line[x * 3 + ch] = mean(prefix[(hi + 1) * 3 + ch] - prefix[lo * 3 + ch], n);
             }
-            for i in 0..len {
-                let (lo, hi) = (i.saturating_sub(r), (i + r).min(len - 1));
-                let n = (hi - lo + 1) as u32;
-                let at = l * across + i * along;
-                for ch in 0..3 {
-                    data[at + ch] = ((sum[ch] + n / 2) / n) as u8;
-                }
-                // Slide the window: add the next pixel in, drop the first out.
-                if i + r + 1 < len {
-                    for ch in 0..3 {
-                        sum[ch] += u32::from(line[i + r + 1][ch]);
-                    }
-                }
-                if i >= r {
-                    for ch in 0..3 {
-                        sum[ch] -= u32::from(line[i - r][ch]);
-                    }
-                }
+        }
+        if w > 2 * r {
+            let (back, ahead) = (3 * r, 3 * r + 3);
+            for i in back..stride - back {
+                line[i] = table[(prefix[i + ahead] - prefix[i - back]) as usize];
+            }
+        }
+    }
+    // Down the columns, all at once a row at a time (memory in order).
+    let source = data.to_vec();
+    let mut sums = vec![0u32; stride];
+    for y in 0..=r.min(h - 1) {
+        for (sum, v) in sums.iter_mut().zip(&source[y * stride..(y + 1) * stride]) {
+            *sum += u32::from(*v);
+        }
+    }
+    for (y, line) in data.chunks_exact_mut(stride).enumerate() {
+        let n = ((y + r).min(h - 1) - y.saturating_sub(r) + 1) as u32;
+        for (out, sum) in line.iter_mut().zip(&sums) {
+            *out = mean(*sum, n);
+        }
+        if y + r + 1 < h {
+            let add = &source[(y + r + 1) * stride..(y + r + 2) * stride];
+            for (sum, v) in sums.iter_mut().zip(add) {
+                *sum += u32::from(*v);
+            }
+        }
+        if y >= r {
+            let drop = &source[(y - r) * stride..(y - r + 1) * stride];
+            for (sum, v) in sums.iter_mut().zip(drop) {
+                *sum -= u32::from(*v);
             }
         }
     }
@@ -586,6 +655,45 @@ mod tests {
     use super::*;
     use crate::geometry::{BoxPx, bbox};
     use image::Luma;
+
+    /// A box blur by its definition: each value the rounded mean of the
+    /// window cut at the edges, rows first, then columns.
+    fn naive_blur(image: &RgbImage, r: u32) -> RgbImage {
+        let (w, h) = image.dimensions();
+        let pass = |src: &RgbImage, horizontal: bool| {
+            RgbImage::from_fn(w, h, |x, y| {
+                let (at, len) = if horizontal { (x, w) } else { (y, h) };
+                let (lo, hi) = (at.saturating_sub(r), (at + r).min(len - 1));
+                let mut px = [0u8; 3];
+                for (ch, v) in px.iter_mut().enumerate() {
+                    let sum: u32 = (lo..=hi)
+                        .map(|i| {
+                            let (sx, sy) = if horizontal { (i, y) } else { (x, i) };
+                            u32::from(src.get_pixel(sx, sy).0[ch])
+                        })
+                        .sum();
+                    let n = hi - lo + 1;
+                    *v = ((sum + n / 2) / n) as u8;
+                }
+                Rgb(px)
+            })
+        };
+        pass(&pass(image, true), false)
+    }
+
+    #[test]
+    fn the_fast_box_blur_is_the_box_blur() {
+        let mut rng = Rng::new(11);
+        for (w, h, r) in [(37, 23, 1), (37, 23, 2), (9, 40, 5), (3, 3, 4), (64, 1, 2)] {
+            let image = RgbImage::from_fn(w, h, |_, _| {
+                let v = rng.next_u64();
+                Rgb([v as u8, (v >> 8) as u8, (v >> 16) as u8])
+            });
+            let mut fast = image.clone();
+            box_blur(&mut fast, r);
+            assert_eq!(fast, naive_blur(&image, r), "{w}x{h}, radius {r}");
+        }
+    }
 
     fn px(x: u32, y: u32, w: u32, h: u32) -> BoxPx {
         BoxPx { x, y, w, h }

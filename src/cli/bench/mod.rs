@@ -1,5 +1,6 @@
 //! `buybuddy bench`: measurements that print figures (never pass/fail tests).
 
+mod dataset;
 mod embed;
 mod queue;
 mod search;
@@ -34,6 +35,10 @@ pub enum Command {
     /// pgvector HNSW through SQL against FAISS HNSW on frame-like vectors
     /// (1,000,000; 100,000 with --quick): build, size, recall, latency, filters.
     Search(search::SearchArgs),
+    /// Augmentation speed per core beside albumentations on the same image,
+    /// and export speed (images/s, MB/s, peak memory) for 10,000 and
+    /// 100,000 images.
+    Dataset(dataset::DatasetArgs),
     /// Page latency under concurrent clients: seeds 100,000 products and
     /// 200,000 jobs, serves them, and loads the first page of /products and
     /// /jobs and a product page.
@@ -48,6 +53,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Segment(args) => segment::run(args).await,
         Command::Video(args) => video::run(args).await,
         Command::Web(args) => web::run(args).await,
+        Command::Dataset(args) => dataset::run(args).await,
     }
 }
 
@@ -100,6 +106,55 @@ pub(super) async fn stop(child: &mut Child) {
     {
         let _ = child.kill().await;
     }
+}
+
+/// The torch virtualenv's Python, with `requirement` installed if `module`
+/// does not import (a benchmark's reference side, installed on first use).
+pub(super) async fn ensure_module(
+    python: &std::path::Path,
+    module: &str,
+    requirement: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    anyhow::ensure!(
+        python.is_file(),
+        "{} is missing: run scripts/setup.sh (it makes the torch virtualenv)",
+        python.display()
+    );
+    let has = tokio::process::Command::new(python)
+        .args(["-c", &format!("import {module}")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await?
+        .success();
+    if !has {
+        println!("installing {requirement} into {}", python.display());
+        let status = tokio::process::Command::new(python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                requirement,
+            ])
+            .status()
+            .await?;
+        anyhow::ensure!(status.success(), "pip install {requirement} failed");
+    }
+    Ok(python.to_owned())
+}
+
+/// A script of `vision/python`, beside the sources this binary was built
+/// from, else under the current folder.
+pub(super) fn python_script(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let relative = std::path::Path::new("vision/python").join(name);
+    [
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(&relative),
+        relative.clone(),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .ok_or_else(|| anyhow::anyhow!("{} is missing: run from the repository", relative.display()))
 }
 
 pub(super) fn percentile(values: &[f64], q: f64) -> f64 {

@@ -198,7 +198,7 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<()> {
         .map(|&p| u8::from(data.passes[p as usize]))
         .collect();
     std::fs::write(dir.join("allowed.u8"), &allowed)?;
-    let python = ensure_faiss(&args.python).await?;
+    let python = super::ensure_module(&args.python, "faiss", "faiss-cpu==1.15.1").await?;
     exact(&python, &dir, args.dims, args.k).await?;
     let truth = read_i64(&dir.join("truth.i64"))?;
     let truth_filtered = read_i64(&dir.join("truth_filtered.i64"))?;
@@ -212,36 +212,6 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<()> {
     }
     print_table(&figures, args.k);
     Ok(())
-}
-
-/// The torch virtualenv's Python, with faiss-cpu installed if it lacks it.
-async fn ensure_faiss(python: &std::path::Path) -> anyhow::Result<PathBuf> {
-    anyhow::ensure!(
-        python.is_file(),
-        "{} is missing: run scripts/setup.sh (it makes the torch virtualenv)",
-        python.display()
-    );
-    let has = tokio::process::Command::new(python)
-        .args(["-c", "import faiss"])
-        .status()
-        .await?
-        .success();
-    if !has {
-        println!("installing faiss-cpu into {}", python.display());
-        let status = tokio::process::Command::new(python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "faiss-cpu==1.15.1",
-            ])
-            .status()
-            .await?;
-        anyhow::ensure!(status.success(), "pip install faiss-cpu failed");
-    }
-    Ok(python.to_owned())
 }
 
 /// Exact nearest rows (all, and passing the filter) by FAISS's flat index.
@@ -278,14 +248,7 @@ async fn faiss(
     args: &SearchArgs,
     builds: &[(usize, usize)],
 ) -> anyhow::Result<Vec<Figure>> {
-    // Beside the sources this binary was built from, else under the current folder.
-    let script = [
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vision/python/bench_faiss.py"),
-        PathBuf::from("vision/python/bench_faiss.py"),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-    .context("vision/python/bench_faiss.py is missing: run from the repository")?;
+    let script = super::python_script("bench_faiss.py")?;
     let mut command = tokio::process::Command::new(python);
     command.arg(&script).arg("--dir").arg(dir).args([
         "--dims",
