@@ -33,6 +33,13 @@ sample="$REPO_ROOT/.data/samples/sample.mp4"
 "$bin" process "$sample" --barcode 8690000000001 >"$REPO_ROOT/.data/samples/sample.json"
 info "product 8690000000001: $(grep -o '"frame_count": [0-9]*' "$REPO_ROOT/.data/samples/sample.json")"
 info "embedded: $(python3 -c 'import json,sys; e=json.load(sys.stdin).get("embedding") or {}; print(e.get("frames", 0), "frame vectors and a prototype with", e.get("model", "no model"))' <"$REPO_ROOT/.data/samples/sample.json")"
+# Two more, so the sample dataset below has a product for each split.
+for n in 2 3; do
+	more="$REPO_ROOT/.data/samples/sample-$n.mp4"
+	[ -f "$more" ] || "$bin" sample-video --out "$more" --seed $((6 + n)) --frames 48
+	"$bin" process "$more" --barcode "869000000000$n" >"$REPO_ROOT/.data/samples/sample-$n.json"
+	info "product 869000000000$n: $(grep -o '"frame_count": [0-9]*' "$REPO_ROOT/.data/samples/sample-$n.json")"
+done
 
 step "Searching with one of its frames"
 frame=$(find "$REPO_ROOT/.data/storage/frames/8690000000001" -name '0000.png' | head -n 1)
@@ -61,15 +68,16 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 step "A sample dataset from it (rendered and exported by the worker)"
-# Made once: the sample product's frames and 24 augmented draws in train, and
-# 4 shelf composites; then a COCO archive of it, read back by Python's zipfile.
+# Made once: the three sample products split by product (one each in train,
+# val and test), an augmented draw of every train frame and 4 shelf
+# composites; then a COCO archive of it, read back by Python's zipfile.
 if ! "$bin" dataset show sample-shelf >/dev/null 2>&1; then
 	"$bin" dataset create sample-shelf --task segment --status needs_review --status approved \
-		--split 1,0,0 --copies 1 --composites 4 >/dev/null
+		--copies 1 --composites 4 >/dev/null
 	"$bin" dataset version sample-shelf --wait >"$REPO_ROOT/.data/samples/dataset.json"
 fi
 if "$bin" dataset export sample-shelf --format coco --out "$REPO_ROOT/.data/samples/sample-shelf-coco.zip" >"$REPO_ROOT/.data/samples/export.json"; then
-	info "$(python3 -c 'import json,sys,zipfile; e=json.load(sys.stdin); z=zipfile.ZipFile(e["path"]); a=json.loads(z.read("annotations/instances_train.json")); print("dataset sample-shelf: %d images, %d boxes with polygons, %.1f MB, in %s" % (len(a["images"]), len(a["annotations"]), e["size"]/1e6, e["path"]))' <"$REPO_ROOT/.data/samples/export.json")"
+	info "$(python3 -c 'import json,sys,zipfile; e=json.load(sys.stdin); z=zipfile.ZipFile(e["path"]); s=[json.loads(z.read("annotations/instances_%s.json" % p)) for p in ("train", "val", "test")]; print("dataset sample-shelf: %s images, %d boxes with polygons, %.1f MB, in %s" % ("/".join(str(len(a["images"])) for a in s) + " train/val/test", sum(len(a["annotations"]) for a in s), e["size"]/1e6, e["path"]))' <"$REPO_ROOT/.data/samples/export.json")"
 fi
 
 printf '\n    Buybuddy is running: http://%s\n' "$bind"

@@ -458,6 +458,29 @@ fn nothing_selected(task: Task) -> ActionError {
 /// drawn, and queues the `augment` job that renders it.
 pub async fn generate(ctx: Ctx<'_>, dataset: &Dataset) -> Result<(Version, Uuid), ActionError> {
     let task = dataset.task();
+    if task.needs_masks() {
+        let unmasked = db::datasets::unmasked_products(ctx.pool, &dataset.selection).await?;
+        if !unmasked.is_empty() {
+            let shown: Vec<&str> = unmasked.iter().take(10).map(String::as_str).collect();
+            return Err(ActionError::Conflict(format!(
+                "{} selected product{} frames but no masks ({}{}); a {} dataset takes its labels \
+                 from the masks. Reprocess them with a segmenter, or leave them out of the selection.",
+                unmasked.len(),
+                if unmasked.len() == 1 {
+                    " has"
+                } else {
+                    "s have"
+                },
+                shown.join(", "),
+                if unmasked.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                },
+                task.as_str()
+            )));
+        }
+    }
     let frames =
         db::datasets::select_frames(ctx.pool, &dataset.selection, task.needs_masks()).await?;
     if frames.is_empty() {

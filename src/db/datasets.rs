@@ -188,6 +188,24 @@ pub async fn select_frames(
     .await
 }
 
+/// The barcodes of selected products that have frames but none with a mask.
+pub async fn unmasked_products(pool: &PgPool, selection: &Selection) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT p.barcode FROM products p
+         WHERE p.status = ANY($1)
+           AND (cardinality($2::text[]) = 0 OR p.category = ANY($2))
+           AND (cardinality($3::uuid[]) = 0 OR p.id = ANY($3))
+           AND EXISTS (SELECT 1 FROM frames f WHERE f.product_id = p.id)
+           AND NOT EXISTS (SELECT 1 FROM frames f WHERE f.product_id = p.id AND f.mask_key IS NOT NULL)
+         ORDER BY p.barcode",
+    )
+    .bind(&selection.statuses)
+    .bind(&selection.categories)
+    .bind(&selection.products)
+    .fetch_all(pool)
+    .await
+}
+
 /// One frame an item is made from, as it was when the version was made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemSource {

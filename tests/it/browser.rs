@@ -492,3 +492,90 @@ async fn edit_metadata_approve_and_bulk_reject_in_the_browser() {
         "approved"
     );
 }
+
+#[tokio::test]
+async fn make_a_dataset_watch_the_preview_follow_the_settings_and_download_an_export() {
+    let db = TestDb::new().await;
+    let pipeline = TestPipeline::new().await;
+    crate::datasets::masked_products(&db.pool, &pipeline.storage, 3, 4).await;
+    let server = TestServer::start_with(&db.pool, pipeline.storage.clone()).await;
+    let worker = InProcessWorker::start(
+        &crate::datasets::worker_pool(&db).await,
+        pipeline.worker_config(),
+    );
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    let email = user(&db).await;
+    sign_in(&browser, &server, &email).await;
+
+    browser.goto(&server.url("/datasets")).await.unwrap();
+    fill(&browser, "input[name=name]", "Shelf detector").await;
+    click(&browser, "form.stack button[type=submit]").await;
+    until("the dataset's page", Duration::from_secs(10), || async {
+        text_of(&browser, "h1").await == "Shelf detector"
+    })
+    .await;
+    assert!(
+        text_of(&browser, "#split-rule")
+            .await
+            .contains("split by product")
+    );
+
+    // The preview draws itself, then follows an unsaved setting.
+    let first_draw = || async {
+        match browser
+            .find(Locator::Css("#preview figure.draw img[alt$=draw]"))
+            .await
+        {
+            Ok(img) => img.attr("src").await.unwrap().unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    };
+    until("the preview", Duration::from_secs(15), || async {
+        !first_draw().await.is_empty()
+    })
+    .await;
+    let before = first_draw().await;
+    screenshot(&browser, "dataset-1-preview").await;
+    fill(&browser, "input[name='preview_seed']", "99").await;
+    click(&browser, "h1").await;
+    until("the preview to redraw", Duration::from_secs(15), || async {
+        let now = first_draw().await;
+        !now.is_empty() && now != before
+    })
+    .await;
+    screenshot(&browser, "dataset-2-new-seed").await;
+
+    // Generate a version: the panel follows its render job live.
+    click(&browser, "form[action$='/versions'] button[type=submit]").await;
+    until("version 1 to be ready", Duration::from_secs(60), || async {
+        text_of(&browser, "#version-1").await.contains("ready")
+    })
+    .await;
+    click(&browser, "#version-1 button[value=coco]").await;
+    until(
+        "the export's download link",
+        Duration::from_secs(60),
+        || async {
+            browser
+                .find(Locator::Css("#version-1 a.button[download]"))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+    screenshot(&browser, "dataset-3-export-ready").await;
+    let href = browser
+        .find(Locator::Css("#version-1 a.button[download]"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let archive = server.client.get(server.url(&href)).send().await.unwrap();
+    assert_eq!(archive.status(), 200);
+    assert!(archive.bytes().await.unwrap().starts_with(b"PK\x03\x04"));
+    browser.close().await.unwrap();
+    worker.stop().await;
+}

@@ -18,7 +18,7 @@ const SIDE: u32 = 160;
 
 /// Approved products with `frames` masked frames each, stored as the video
 /// pipeline stores them: a coloured box (moving a little per frame) on grey.
-async fn masked_products(
+pub(crate) async fn masked_products(
     pool: &sqlx::PgPool,
     storage: &Storage,
     count: usize,
@@ -162,7 +162,7 @@ fn sha256(bytes: &[u8]) -> String {
 /// A pool of the worker's own, as a worker process has. (Sharing the
 /// server's: a worker stopped mid-`BEGIN` can hand the server a connection
 /// still inside a transaction, sqlx 0.9.0's transact-rs/sqlx#4393.)
-async fn worker_pool(db: &TestDb) -> sqlx::PgPool {
+pub(crate) async fn worker_pool(db: &TestDb) -> sqlx::PgPool {
     buybuddy::db::connect(&db.url, 10, &[]).await.unwrap()
 }
 
@@ -497,6 +497,56 @@ async fn bad_input_is_refused_with_a_message_and_changes_nothing() {
             .contains("No product"),
         "{body}"
     );
+
+    // A product with frames but no masks cannot be labelled.
+    let unmasked = seed_product(&db.pool, "4006381333931", "No masks", 2).await;
+    sqlx::query("UPDATE products SET status = 'approved' WHERE id = $1")
+        .bind(unmasked)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE frames SET mask_key = NULL WHERE product_id = $1")
+        .bind(unmasked)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let (status, body) = post(&server, "/api/datasets/empty/versions", json!({})).await;
+    assert_eq!(status, 409, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("4006381333931") && message.contains("no masks"),
+        "{body}"
+    );
+    sqlx::query("UPDATE products SET status = 'rejected' WHERE id = $1")
+        .bind(unmasked)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    // A product with frames but no masks cannot be labelled.
+    let unmasked = seed_product(&db.pool, "4006381333931", "No masks", 2).await;
+    for sql in [
+        "UPDATE products SET status = 'approved' WHERE id = $1",
+        "UPDATE frames SET mask_key = NULL WHERE product_id = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(unmasked)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+    let (status, body) = post(&server, "/api/datasets/empty/versions", json!({})).await;
+    assert_eq!(status, 409, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("4006381333931") && message.contains("no masks"),
+        "{body}"
+    );
+    sqlx::query("UPDATE products SET status = 'rejected' WHERE id = $1")
+        .bind(unmasked)
+        .execute(&db.pool)
+        .await
+        .unwrap();
 
     // One product cannot fill three splits by product.
     masked_products(&db.pool, &pipeline.storage, 1, 4).await;

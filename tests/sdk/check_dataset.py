@@ -10,12 +10,16 @@ as detections by COCOeval gives AP 1.0 (bbox, and segm when polygons are
 there); each polygon's rasterised mask is within 3 % of the recorded area.
 
 YOLO: Ultralytics' own dataset check reads data.yaml, and its YOLODataset
-loads every split's labels; one item goes through the loader.
+loads every split's labels without logging a warning; one item goes through
+the loader. Offline, Ultralytics is kept from the network by YOLO_OFFLINE and
+by a settings folder (YOLO_CONFIG_DIR) that already holds the fonts it would
+fetch; nothing here plots, so no other download is attempted.
 """
 
 import contextlib
 import io
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -68,10 +72,24 @@ def coco(root):
     return out
 
 
+class Warnings(logging.Handler):
+    """Every warning Ultralytics logs while it reads the dataset."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
 def yolo(root, task):
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics.data.dataset import YOLODataset
     from ultralytics.data.utils import check_det_dataset
+
+    warnings = Warnings()
+    logging.getLogger("ultralytics").addHandler(warnings)
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         data = check_det_dataset(os.path.join(root, "data.yaml"))
@@ -90,6 +108,8 @@ def yolo(root, task):
             if len(b):
                 assert (b >= 0).all() and (b <= 1).all(), label["im_file"]
         out["splits"][split] = {"images": len(ds), "boxes": int(boxes), "segments": int(segments)}
+    assert not warnings.messages, warnings.messages
+    out["warnings"] = len(warnings.messages)
     return out
 
 
