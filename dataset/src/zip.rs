@@ -22,8 +22,8 @@ const FLAGS: u16 = 1 << 11;
 const MADE_BY: u16 = (3 << 8) | 45;
 const FILE_MODE: u32 = 0o100_644 << 16;
 
-struct Entry {
-    name: String,
+struct Entry<'a> {
+    name: &'a str,
     crc: u32,
     size: u64,
     offset: u64,
@@ -53,7 +53,11 @@ fn bad_name(name: &str) -> io::Error {
 
 pub struct ZipWriter<W: Write> {
     out: Counted<W>,
-    entries: Vec<Entry>,
+    /// The central directory, record by record as entries are added, spooled
+    /// to a temporary file so memory stays flat however many entries there are.
+    central: Option<io::BufWriter<std::fs::File>>,
+    central_size: u64,
+    count: u64,
 }
 
 impl<W: Write> ZipWriter<W> {
@@ -63,7 +67,9 @@ impl<W: Write> ZipWriter<W> {
                 inner: out,
                 written: 0,
             },
-            entries: Vec::new(),
+            central: None,
+            central_size: 0,
+            count: 0,
         }
     }
 
@@ -73,11 +79,11 @@ impl<W: Write> ZipWriter<W> {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.count as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.count == 0
     }
 
     /// Adds an entry held in memory.
@@ -145,12 +151,22 @@ impl<W: Write> ZipWriter<W> {
             put64(&mut h, size);
             put64(&mut h, size);
         }
-        self.entries.push(Entry {
-            name: name.to_owned(),
+        let record = central_record(&Entry {
+            name,
             crc,
             size,
             offset: self.out.written,
         });
+        let central = match &mut self.central {
+            Some(central) => central,
+            None => self.central.insert(io::BufWriter::with_capacity(
+                256 * 1024,
+                tempfile::tempfile()?,
+            )),
+        };
+        central.write_all(&record)?;
+        self.central_size += record.len() as u64;
+        self.count += 1;
         self.out.put(&h)
     }
 
@@ -158,56 +174,15 @@ impl<W: Write> ZipWriter<W> {
     /// and the archive's length.
     pub fn finish(mut self) -> io::Result<(W, u64)> {
         let start = self.out.written;
-        for e in &self.entries {
-            let (big_size, big_offset) = (
-                e.size >= u64::from(u32::MAX),
-                e.offset >= u64::from(u32::MAX),
-            );
-            let mut extra = Vec::new();
-            if big_size || big_offset {
-                let fields = 8 * (2 * usize::from(big_size) + usize::from(big_offset));
-                put16(&mut extra, 1);
-                put16(&mut extra, fields as u16);
-                if big_size {
-                    put64(&mut extra, e.size);
-                    put64(&mut extra, e.size);
-                }
-                if big_offset {
-                    put64(&mut extra, e.offset);
-                }
-            }
-            let mut h = Vec::with_capacity(46 + e.name.len() + extra.len());
-            put32(&mut h, CENTRAL);
-            put16(&mut h, MADE_BY);
-            put16(&mut h, if extra.is_empty() { 20 } else { 45 });
-            put16(&mut h, FLAGS);
-            put16(&mut h, 0);
-            put16(&mut h, DOS_TIME);
-            put16(&mut h, DOS_DATE);
-            put32(&mut h, e.crc);
-            let size = if big_size { u32::MAX } else { e.size as u32 };
-            put32(&mut h, size);
-            put32(&mut h, size);
-            put16(&mut h, e.name.len() as u16);
-            put16(&mut h, extra.len() as u16);
-            put16(&mut h, 0);
-            put16(&mut h, 0);
-            put16(&mut h, 0);
-            put32(&mut h, FILE_MODE);
-            put32(
-                &mut h,
-                if big_offset {
-                    u32::MAX
-                } else {
-                    e.offset as u32
-                },
-            );
-            h.extend_from_slice(e.name.as_bytes());
-            h.extend_from_slice(&extra);
-            self.out.put(&h)?;
+        if let Some(central) = self.central.take() {
+            let mut file = central.into_inner().map_err(|e| e.into_error())?;
+            io::Seek::seek(&mut file, io::SeekFrom::Start(0))?;
+            let copied = io::copy(&mut file, &mut self.out.inner)?;
+            debug_assert_eq!(copied, self.central_size);
+            self.out.written += copied;
         }
         let end = self.out.written;
-        let (count, cd_size) = (self.entries.len() as u64, end - start);
+        let (count, cd_size) = (self.count, end - start);
         let zip64 = count >= u64::from(u16::MAX)
             || start >= u64::from(u32::MAX)
             || cd_size >= u64::from(u32::MAX);
@@ -243,6 +218,56 @@ impl<W: Write> ZipWriter<W> {
         let length = self.out.written;
         Ok((self.out.inner, length))
     }
+}
+
+/// An entry's record in the central directory.
+fn central_record(e: &Entry<'_>) -> Vec<u8> {
+    let (big_size, big_offset) = (
+        e.size >= u64::from(u32::MAX),
+        e.offset >= u64::from(u32::MAX),
+    );
+    let mut extra = Vec::new();
+    if big_size || big_offset {
+        let fields = 8 * (2 * usize::from(big_size) + usize::from(big_offset));
+        put16(&mut extra, 1);
+        put16(&mut extra, fields as u16);
+        if big_size {
+            put64(&mut extra, e.size);
+            put64(&mut extra, e.size);
+        }
+        if big_offset {
+            put64(&mut extra, e.offset);
+        }
+    }
+    let mut h = Vec::with_capacity(46 + e.name.len() + extra.len());
+    put32(&mut h, CENTRAL);
+    put16(&mut h, MADE_BY);
+    put16(&mut h, if extra.is_empty() { 20 } else { 45 });
+    put16(&mut h, FLAGS);
+    put16(&mut h, 0);
+    put16(&mut h, DOS_TIME);
+    put16(&mut h, DOS_DATE);
+    put32(&mut h, e.crc);
+    let size = if big_size { u32::MAX } else { e.size as u32 };
+    put32(&mut h, size);
+    put32(&mut h, size);
+    put16(&mut h, e.name.len() as u16);
+    put16(&mut h, extra.len() as u16);
+    put16(&mut h, 0);
+    put16(&mut h, 0);
+    put16(&mut h, 0);
+    put32(&mut h, FILE_MODE);
+    put32(
+        &mut h,
+        if big_offset {
+            u32::MAX
+        } else {
+            e.offset as u32
+        },
+    );
+    h.extend_from_slice(e.name.as_bytes());
+    h.extend_from_slice(&extra);
+    h
 }
 
 fn put16(v: &mut Vec<u8>, x: u16) {

@@ -717,6 +717,7 @@ pub async fn versions_fragment(
     Ok(view::render_versions(
         &viewer.0,
         &versions_view(&state, &dataset).await?,
+        &paths::with_id(paths::DATASET_VERSIONS_LIST, id),
     ))
 }
 

@@ -305,7 +305,7 @@ pub fn page(viewer: &Viewer, view: &DatasetPage) -> Markup {
                 div sse-connect=(format!("{}?topic=jobs&coalesce=1000", paths::EVENTS)) {
                     div #versions hx-get=(paths::with_id(paths::DATASET_VERSIONS_LIST, view.id))
                         hx-trigger="sse:job, sse:resync" hx-sync="this:queue last" hx-swap="innerHTML" {
-                        (render_versions(viewer, &view.versions))
+                        (render_versions(viewer, &view.versions, &paths::with_id(paths::DATASET_VERSIONS_LIST, view.id)))
                     }
                 }
             }
@@ -402,8 +402,21 @@ pub fn render_preview(grid: &PreviewGrid) -> Markup {
     }
 }
 
-pub fn render_versions(viewer: &Viewer, versions: &[VersionView]) -> Markup {
+/// The versions panel. `refresh` is the panel's own URL: while a version
+/// renders or an export is written, the panel also reloads itself every two
+/// seconds, so a change announced before the page's event stream opened is
+/// not missed.
+pub fn render_versions(viewer: &Viewer, versions: &[VersionView], refresh: &str) -> Markup {
+    let busy = versions.iter().any(|v| {
+        (!v.ready && v.error.is_none())
+            || v.exports
+                .iter()
+                .any(|e| e.state == "queued" || e.state == "running")
+    });
     html! {
+        @if busy {
+            div hidden hx-get=(refresh) hx-trigger="load delay:2s" hx-target="#versions" hx-swap="innerHTML" {}
+        }
         @if versions.is_empty() {
             p.muted { "No version yet." }
         }
