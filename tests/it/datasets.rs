@@ -385,6 +385,33 @@ async fn per_product_classes_keep_every_product_in_train_and_export_folders() {
     assert_eq!(train["split"], "train");
     assert_eq!(train["products"], 3);
     let (_, folder) = export_and_download(&server, id, 1, "folder").await;
+
+    // Rendering again renders only what is missing.
+    sqlx::query(
+        "UPDATE dataset_items SET rendered_at = NULL WHERE ordinal < 2
+         AND version_id = (SELECT id FROM dataset_versions WHERE dataset_id = $1)",
+    )
+    .bind(id as i32)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let ctx = server.state.actions();
+    let dataset = buybuddy::actions::datasets::find(ctx, &id.to_string())
+        .await
+        .unwrap();
+    let state = buybuddy::actions::datasets::version(ctx, &dataset, 1)
+        .await
+        .unwrap();
+    let job = buybuddy::actions::datasets::render_version(ctx, &state.version)
+        .await
+        .unwrap();
+    wait_for_status(&db.pool, job, "completed", Duration::from_secs(60)).await;
+    let output: Value = sqlx::query_scalar("SELECT output FROM jobs WHERE id = $1")
+        .bind(job)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(output["rendered_now"], 2, "{output}");
     worker.stop().await;
     let archive = zip_names(&folder);
     assert_eq!(archive[0], "MANIFEST.md");
