@@ -315,6 +315,7 @@ pub fn page(viewer: &Viewer, view: &DatasetPage) -> Markup {
                     p.error role="alert" { "Some fields need fixing; nothing was saved." }
                     ul.errors { @for (field, m) in errors { li { code { (field) } ": " (m) } } }
                 }
+                div.settings-layout {
                 form #settings.stack method="post" action=(paths::with_id(paths::DATASET, view.id))
                     hx-post=(preview_url) hx-trigger="change delay:150ms, input changed delay:400ms from:input[type=number]"
                     hx-target="#preview" hx-swap="outerHTML" hx-sync="this:replace" {
@@ -370,8 +371,14 @@ pub fn page(viewer: &Viewer, view: &DatasetPage) -> Markup {
                         button type="submit" { "Save settings" }
                     }
                 }
-                div #preview hx-post=(preview_url) hx-include="#settings" hx-trigger="load" hx-swap="outerHTML" {
-                    p.muted { "Drawing a preview…" }
+                // Beside the form and kept in view while it scrolls, so a
+                // changed setting shows its draws where the eye is.
+                div.preview-pane {
+                    h3 { "Preview" }
+                    div #preview hx-post=(preview_url) hx-include="#settings" hx-trigger="load" hx-swap="outerHTML" {
+                        p.muted { "Drawing a preview…" }
+                    }
+                }
                 }
             }
         },
