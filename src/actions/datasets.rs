@@ -846,22 +846,9 @@ pub async fn preview(
             .into_iter()
             .map(|b| b.storage_key)
             .collect();
-        let fake = Version {
-            id: 0,
-            dataset_id: dataset.id,
-            number: 0,
-            task: dataset.task.clone(),
-            rule: String::new(),
-            config: json!({ "backgrounds": keys }),
-            classes: sqlx::types::Json(Vec::new()),
-            guard_frames: 0,
-            job_id: None,
-            created_at: chrono::Utc::now(),
-        };
-        jobs::augment::settings_of(ctx.storage, &fake)
+        jobs::augment::load_backgrounds(ctx.storage, &keys)
             .await
             .map_err(job_error)?
-            .backgrounds
     } else {
         Vec::new()
     };

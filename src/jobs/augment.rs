@@ -114,20 +114,28 @@ pub async fn settings_of(
         .get("backgrounds")
         .and_then(|b| serde_json::from_value(b.clone()).ok())
         .unwrap_or_default();
+    Ok(render::Settings {
+        augment: stored.augment,
+        shelf: stored.shelf,
+        backgrounds: load_backgrounds(storage, &keys).await?,
+    })
+}
+
+/// Uploaded background images from storage, decoded.
+pub async fn load_backgrounds(
+    storage: &Storage,
+    keys: &[String],
+) -> Result<Vec<RgbImage>, JobError> {
     let mut backgrounds = Vec::with_capacity(keys.len());
     for key in keys {
-        let bytes = fetch(storage, &key).await?;
+        let bytes = fetch(storage, key).await?;
         backgrounds.push(
             decode_background(&bytes).map_err(|e| {
                 JobError::Permanent(anyhow!("background {key} cannot be used: {e}"))
             })?,
         );
     }
-    Ok(render::Settings {
-        augment: stored.augment,
-        shelf: stored.shelf,
-        backgrounds,
-    })
+    Ok(backgrounds)
 }
 
 async fn fetch(storage: &Storage, key: &str) -> Result<Bytes, JobError> {

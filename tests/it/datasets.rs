@@ -808,3 +808,71 @@ async fn the_pages_create_a_dataset_preview_it_and_offer_its_versions() {
     assert!(html.contains("Version 1 is being rendered"), "{html}");
     assert!(html.contains("Rendered 0 of"), "{html}");
 }
+
+#[tokio::test]
+async fn an_uploaded_background_goes_behind_the_products() {
+    let db = TestDb::new().await;
+    let pipeline = TestPipeline::new().await;
+    masked_products(&db.pool, &pipeline.storage, 3, 2).await;
+    let server = TestServer::start_with(&db.pool, pipeline.storage.clone()).await;
+    // A blue 96x80 PNG.
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::from(RgbImage::from_pixel(96, 80, Rgb([0, 0, 255])))
+        .write_to(&mut png, image::ImageFormat::Png)
+        .unwrap();
+    let form = reqwest::multipart::Form::new().part(
+        "background",
+        reqwest::multipart::Part::bytes(png.into_inner()).file_name("blue shelf.png"),
+    );
+    let response = server
+        .client
+        .post(server.url("/api/backgrounds"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let listed = get(&server, "/api/backgrounds").await;
+    assert_eq!(listed["backgrounds"][0]["width"], 96);
+    assert_eq!(listed["backgrounds"][0]["name"], "blue shelf.png");
+
+    let (status, _) = post(
+        &server,
+        "/api/datasets",
+        json!({"name": "on blue", "settings": {"copies": 1},
+               "render": {"augment": {"background": 1.0, "background_kinds": ["image"]}}}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, body) = post(&server, "/api/datasets/on blue/preview?count=2", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["draws"].as_array().unwrap().len(), 2);
+    let worker = InProcessWorker::start(&worker_pool(&db).await, pipeline.worker_config());
+    let (status, _) = post(&server, "/api/datasets/on blue/versions", json!({})).await;
+    assert_eq!(status, 202);
+    let version = eventually(Duration::from_secs(60), "the version", || async {
+        let v = get(&server, "/api/datasets/on blue/versions/1").await;
+        assert_ne!(v["job_status"], "failed", "{v}");
+        (v["ready"] == true).then_some(v)
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(
+        version["config"]["backgrounds"].as_array().unwrap().len(),
+        1
+    );
+    // An augmented draw: its corner, outside the product, is the uploaded blue
+    // (darker or lighter by the colour transforms), not the frame's grey.
+    let key: String = sqlx::query_scalar(
+        "SELECT image_key FROM dataset_items WHERE kind = 'augmented' ORDER BY ordinal LIMIT 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let drawn = image::load_from_memory(&pipeline.storage.get(&key).await.unwrap())
+        .unwrap()
+        .to_rgb8();
+    let corner = drawn.get_pixel(1, SIDE - 2).0;
+    let [r, g, b] = corner.map(i32::from);
+    assert!(b > 100 && b > r + 80 && b > g + 80, "{corner:?}");
+}
