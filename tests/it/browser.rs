@@ -527,7 +527,8 @@ async fn make_a_dataset_watch_the_preview_follow_the_settings_and_download_an_ex
             .find(Locator::Css("#preview figure.draw img[alt$=draw]"))
             .await
         {
-            Ok(img) => img.attr("src").await.unwrap().unwrap_or_default(),
+            // The grid may be swapped out between finding and reading: retry.
+            Ok(img) => img.attr("src").await.ok().flatten().unwrap_or_default(),
             Err(_) => String::new(),
         }
     };
@@ -548,11 +549,26 @@ async fn make_a_dataset_watch_the_preview_follow_the_settings_and_download_an_ex
 
     // Generate a version: the panel follows its render job live.
     click(&browser, "form[action$='/versions'] button[type=submit]").await;
+    // (That form is outside the live panel, so it cannot go stale.)
     until("version 1 to be ready", Duration::from_secs(60), || async {
         text_of(&browser, "#version-1").await.contains("ready")
     })
     .await;
-    click(&browser, "#version-1 button[value=coco]").await;
+    // The panel reloads itself while work is in flight: click what is there.
+    until(
+        "the export to be asked for",
+        Duration::from_secs(10),
+        || async {
+            match browser
+                .find(Locator::Css("#version-1 button[value=coco]"))
+                .await
+            {
+                Ok(button) => button.click().await.is_ok(),
+                Err(_) => false,
+            }
+        },
+    )
+    .await;
     until(
         "the export's download link",
         Duration::from_secs(60),
@@ -565,14 +581,21 @@ async fn make_a_dataset_watch_the_preview_follow_the_settings_and_download_an_ex
     )
     .await;
     screenshot(&browser, "dataset-3-export-ready").await;
-    let href = browser
-        .find(Locator::Css("#version-1 a.button[download]"))
-        .await
-        .unwrap()
-        .attr("href")
-        .await
-        .unwrap()
-        .unwrap();
+    let since = Instant::now();
+    let href = loop {
+        if let Ok(link) = browser
+            .find(Locator::Css("#version-1 a.button[download]"))
+            .await
+            && let Ok(Some(value)) = link.attr("href").await
+        {
+            break value;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "no download link"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let archive = server.client.get(server.url(&href)).send().await.unwrap();
     assert_eq!(archive.status(), 200);
     assert!(archive.bytes().await.unwrap().starts_with(b"PK\x03\x04"));
