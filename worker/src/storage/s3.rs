@@ -222,9 +222,12 @@ impl S3Storage {
         Ok(parts)
     }
 
-    pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
-        let object = self
-            .client
+    /// The object's GetObject answer (its body not read yet).
+    async fn object(
+        &self,
+        key: &str,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, StorageError> {
+        self.client
             .get_object()
             .bucket(&self.bucket)
             .key(self.full(key))
@@ -233,22 +236,16 @@ impl S3Storage {
             .map_err(|e| match e.into_service_error() {
                 e if e.is_no_such_key() => StorageError::NotFound(key.to_owned()),
                 e => s3_error(e),
-            })?;
+            })
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        let object = self.object(key).await?;
         Ok(object.body.collect().await.map_err(s3_error)?.into_bytes())
     }
 
     pub async fn get_stream(&self, key: &str) -> Result<super::ObjectStream, StorageError> {
-        let object = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full(key))
-            .send()
-            .await
-            .map_err(|e| match e.into_service_error() {
-                e if e.is_no_such_key() => StorageError::NotFound(key.to_owned()),
-                e => s3_error(e),
-            })?;
+        let object = self.object(key).await?;
         let size = object.content_length.unwrap_or_default().max(0) as u64;
         let reader = object.body.into_async_read();
         Ok(super::ObjectStream {
