@@ -68,6 +68,17 @@ pub fn dataset_export(version_prefix: &str, export: i32, format: &str) -> String
     format!("{version_prefix}exports/{export}.{format}.zip")
 }
 
+/// A training run's checkpoint after `step` steps.
+pub fn training_checkpoint(run: i32, step: usize) -> String {
+    format!("training/{run}/checkpoints/{step:08}.safetensors")
+}
+
+/// The folder of the model a training run registered: a Hugging Face
+/// DINOv2 folder (`config.json`, `model.safetensors`).
+pub fn trained_model(run: i32) -> String {
+    format!("models/train-{run}/")
+}
+
 /// A new key for an uploaded background image.
 pub fn background(extension: &str) -> String {
     format!("backgrounds/{}.{extension}", Uuid::now_v7())

@@ -13,6 +13,8 @@ pub mod config;
 pub mod db;
 pub mod jobs;
 pub mod keys;
+pub mod models;
 pub mod queue;
 pub mod realtime;
+pub mod training;
 pub mod web;

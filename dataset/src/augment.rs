@@ -22,6 +22,25 @@ impl Rng {
         Self(seed)
     }
 
+    /// The whole state: `Rng::new(rng.state())` continues where `rng` is,
+    /// which is how a training checkpoint keeps its draws.
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+
+    /// Uniform in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// Shuffles in place (Fisher-Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i + 1);
+            items.swap(i, j);
+        }
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;

@@ -12,6 +12,9 @@
 //! - [`export`]: COCO, YOLO and recognition-folder archives with a manifest;
 //! - [`plan`]: which frames, draws and composites a version holds, per split;
 //! - [`render`]: one planned image drawn, with its labels taken from its masks;
+//! - [`retrieval`]: recall@k and mAP@R of embeddings on unseen products, with
+//!   a query's near-duplicate neighbours in its own video left out;
+//! - [`sampler`]: P products x K frames training batches, seeded;
 //! - [`zip`]: a streaming ZIP writer whose archives are byte-identical for the
 //!   same entries, so exporting a version twice gives the same file.
 
@@ -21,5 +24,7 @@ pub mod export;
 pub mod geometry;
 pub mod plan;
 pub mod render;
+pub mod retrieval;
+pub mod sampler;
 pub mod split;
 pub mod zip;

@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod products;
 pub mod search;
 pub mod sync;
+pub mod training;
 
 use std::collections::BTreeMap;
 

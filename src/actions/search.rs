@@ -126,6 +126,7 @@ pub async fn similar_to_product(
 /// Products like a photo (the bytes of a PNG, JPEG or WebP... file).
 pub async fn similar_to_image(
     pool: &PgPool,
+    storage: Option<&buybuddy_worker::storage::Storage>,
     embedders: &Arc<Embedders>,
     bytes: &[u8],
     request: SearchRequest,
@@ -133,7 +134,12 @@ pub async fn similar_to_image(
     let image = read_image(bytes)?;
     let model = serving_model(pool).await?;
     let embedders = embedders.clone();
-    let wanted = crate::jobs::embed::wanted(&model);
+    let wanted = crate::models::wanted(storage, &model).await.map_err(|e| {
+        ActionError::Unavailable(format!(
+            "This server cannot embed with {}: {e:#}",
+            model.label()
+        ))
+    })?;
     let label = model.label();
     let vector = tokio::task::spawn_blocking(move || {
         let embedder = embedders.get(&wanted).map_err(|e| {

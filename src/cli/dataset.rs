@@ -22,11 +22,11 @@ use crate::{
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
     #[command(flatten)]
-    db: DbArgs,
+    pub(crate) db: DbArgs,
     #[command(flatten)]
-    storage: StorageArgs,
+    pub(crate) storage: StorageArgs,
     #[arg(long, env = "BUYBUDDY_QUEUE", default_value = DEFAULT_QUEUE)]
-    queue: String,
+    pub(crate) queue: String,
 }
 
 #[derive(clap::Subcommand, Debug)]

@@ -60,6 +60,8 @@ pub struct SearchArgs {
     #[command(flatten)]
     db: DbArgs,
     #[command(flatten)]
+    storage: crate::config::StorageArgs,
+    #[command(flatten)]
     models: ModelArgs,
     /// A photo to search with.
     #[arg(long, conflicts_with = "product", required_unless_present = "product")]
@@ -160,7 +162,8 @@ pub async fn run_search(args: SearchArgs) -> anyhow::Result<()> {
             let bytes =
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let embedders = args.models.open()?;
-            search::similar_to_image(&pool, &embedders, &bytes, request).await
+            let storage = args.storage.open(&args.db.data_dir).await?;
+            search::similar_to_image(&pool, Some(&storage), &embedders, &bytes, request).await
         }
         (None, Some(product)) => search::similar_to_product(&pool, product, request).await,
         (None, None) => unreachable!("clap requires one"),

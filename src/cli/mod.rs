@@ -8,6 +8,7 @@ mod embed;
 mod jobs;
 mod serve;
 mod sync;
+mod train;
 mod user;
 mod video;
 mod worker;
@@ -88,6 +89,9 @@ pub enum Command {
     /// Datasets: create, generate versions, export and download.
     #[command(subcommand)]
     Dataset(dataset::Command),
+    /// Training runs: start one, follow it, cancel it, use its model for search.
+    #[command(subcommand)]
+    Train(train::Command),
     /// Measure the platform (figures, not tests).
     #[command(subcommand)]
     Bench(bench::Command),
@@ -143,6 +147,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Models(command) => embed::models(command).await?,
         Command::Search(args) => embed::run_search(args).await?,
         Command::Dataset(command) => dataset::run(command).await?,
+        Command::Train(command) => train::run(command).await?,
         Command::Bench(command) => bench::run(command).await?,
     }
     Ok(ExitCode::SUCCESS)

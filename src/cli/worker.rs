@@ -87,6 +87,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut resources =
         Resources::from_args(&args.db.data_dir, &args.storage, &args.pipeline).await?;
     resources.enable_crash_jobs = args.enable_crash_jobs;
+
     if args.kinds.is_empty()
         || args
             .kinds

@@ -22,6 +22,10 @@ pub struct JobContext {
     pool: PgPool,
     /// The queue the job came from, where it queues follow-up jobs.
     queue: String,
+    /// Fires when the worker process is asked to stop: long jobs (training)
+    /// save their state and hand themselves back instead of being cut off
+    /// at the end of the grace period.
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 /// Why a job did not complete.
@@ -83,6 +87,7 @@ impl JobContext {
             resources,
             pool,
             queue: crate::queue::DEFAULT_QUEUE.to_owned(),
+            stopping: Default::default(),
         }
     }
 
@@ -90,6 +95,17 @@ impl JobContext {
     pub fn on_queue(mut self, queue: &str) -> Self {
         queue.clone_into(&mut self.queue);
         self
+    }
+
+    /// The token that fires when the worker is stopping.
+    pub fn stopping_with(mut self, token: tokio_util::sync::CancellationToken) -> Self {
+        self.stopping = token;
+        self
+    }
+
+    /// Whether the worker process is stopping.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.is_cancelled()
     }
 
     pub fn queue(&self) -> &str {

@@ -151,7 +151,9 @@ async fn load_frame(
 /// The process's embedder for a registry model (loading it if it must).
 async fn embedder_for(ctx: &JobContext, model: &Model) -> Result<Arc<dyn Embedder>, JobError> {
     let embedders = ctx.resources.embedders.clone();
-    let wanted = wanted(model);
+    let wanted = crate::models::wanted(ctx.resources.storage.as_ref(), model)
+        .await
+        .map_err(|e| JobError::Transient(e.context(format!("fetching {}", model.label()))))?;
     tokio::task::spawn_blocking(move || embedders.get(&wanted))
         .await
         .map_err(|e| JobError::Transient(anyhow!(e)))?

@@ -10,6 +10,7 @@ pub mod embed;
 pub mod export;
 pub mod probes;
 pub mod resources;
+pub mod train;
 pub mod video;
 
 use std::time::Duration;
@@ -68,6 +69,7 @@ pub enum JobSpec {
     Embed(embed::Embed),
     Augment(augment::Augment),
     Export(export::Export),
+    Train(train::Train),
 }
 
 /// Calls `$body` with the job of whichever kind `$spec` holds, bound to `$job`.
@@ -82,6 +84,7 @@ macro_rules! with_job {
             JobSpec::Embed($job) => $body,
             JobSpec::Augment($job) => $body,
             JobSpec::Export($job) => $body,
+            JobSpec::Train($job) => $body,
         }
     };
 }
@@ -96,6 +99,7 @@ pub const KINDS: &[&str] = &[
     embed::Embed::KIND,
     augment::Augment::KIND,
     export::Export::KIND,
+    train::Train::KIND,
 ];
 
 /// The stable names of the probe kinds.
@@ -203,6 +207,7 @@ mod tests {
             }),
             JobSpec::Augment(augment::Augment { version_id: 1 }),
             JobSpec::Export(export::Export { export_id: 1 }),
+            JobSpec::Train(train::Train { run_id: 1 }),
         ]
     }
 

@@ -121,6 +121,8 @@ struct Runtime {
     resources: Arc<Resources>,
     /// The queue this process serves: where jobs queue their follow-ups.
     queue: String,
+    /// Fires when the process is asked to stop.
+    stopping: CancellationToken,
 }
 
 /// The attempt limit of the task being run, read from the queue row.
@@ -151,6 +153,7 @@ pub async fn run(
         timeouts: config.timeouts.clone(),
         resources: config.resources.clone(),
         queue: config.queue.clone(),
+        stopping: shutdown.clone(),
     });
     let listening = CancellationToken::new();
     let _stop_listening = listening.clone().drop_guard();
@@ -472,7 +475,8 @@ impl Runtime {
             max_attempts,
             self.resources.clone(),
         )
-        .on_queue(&self.queue);
+        .on_queue(&self.queue)
+        .stopping_with(self.stopping.clone());
         let run = AssertUnwindSafe(job.spec.run(&ctx)).catch_unwind();
         match tokio::time::timeout(timeout, run).await {
             Err(_) => retry_or_fail(format!("timed out after {}", format_duration(timeout))),

@@ -564,7 +564,7 @@ async fn versions_view(state: &AppState, dataset: &Dataset) -> Result<Vec<Versio
                     format: e.format.clone(),
                     state: e.state().to_owned(),
                     progress: e.job_progress.unwrap_or(0),
-                    size: e.size.map(bytes_text),
+                    size: e.size.map(format::bytes),
                     sha256: e.sha256.as_ref().map(|s| s[..12.min(s.len())].to_owned()),
                     download: e
                         .ready()
@@ -582,14 +582,6 @@ async fn versions_view(state: &AppState, dataset: &Dataset) -> Result<Vec<Versio
         });
     }
     Ok(out)
-}
-
-fn bytes_text(n: i64) -> String {
-    match n {
-        0..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
-        _ => format!("{:.2} GB", n as f64 / 1e9),
-    }
 }
 
 async fn page_view(

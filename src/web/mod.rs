@@ -18,6 +18,7 @@ mod products;
 mod search;
 pub mod session;
 mod sync;
+mod training;
 mod upload;
 
 use std::sync::Arc;
@@ -155,6 +156,11 @@ pub fn router(state: AppState) -> Router {
                 crate::actions::datasets::MAX_BACKGROUND_BYTES + (1 << 20),
             )),
         )
+        .route(paths::TRAINING, get(training::list).post(training::start))
+        .route(paths::TRAINING_RUN, get(training::show))
+        .route(paths::TRAINING_RUN_LIVE, get(training::live))
+        .route(paths::TRAINING_RUN_CANCEL, post(training::cancel))
+        .route(paths::TRAINING_RUN_USE, post(training::use_for_search))
         .route(paths::SYNC, get(sync::page).post(sync::run))
         .route(paths::SYNC_ENQUEUE, post(sync::enqueue))
         .route(paths::LOGOUT, post(login::logout))

@@ -114,7 +114,14 @@ pub async fn submit(
         match query.request() {
             Ok(request) => shown(
                 "the photo",
-                act::similar_to_image(&state.pool, &state.embedders, &image, request).await,
+                act::similar_to_image(
+                    &state.pool,
+                    Some(&state.storage),
+                    &state.embedders,
+                    &image,
+                    request,
+                )
+                .await,
             )?,
             Err(error) => failed(error)?,
         }

@@ -26,6 +26,25 @@ pub fn encode(value: &str) -> String {
         .collect()
 }
 
+/// A size in kB, MB or GB.
+pub fn bytes(n: i64) -> String {
+    match n {
+        i64::MIN..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.2} GB", n as f64 / 1e9),
+    }
+}
+
+/// "45 s", "12 min", "3 h 20 min".
+pub fn duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..120 => format!("{secs} s"),
+        120..7200 => format!("{} min", secs.div_ceil(60)),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+    }
+}
+
 /// "needs_review" -> "needs review".
 pub fn label(status: &str) -> String {
     status.replace('_', " ")

@@ -58,6 +58,7 @@ fn shell(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {
                             a href=(paths::PRODUCTS) { "Products" }
                             a href=(paths::SEARCH) { "Search" }
                             a href=(paths::DATASETS) { "Datasets" }
+                            a href=(paths::TRAINING) { "Training" }
                             a href=(paths::SYNC) { "Sync" }
                         }
                         form.signout method="post" action=(paths::LOGOUT) {

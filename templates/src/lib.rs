@@ -13,3 +13,4 @@ pub mod paths;
 pub mod products;
 pub mod search;
 pub mod sync;
+pub mod training;

@@ -102,11 +102,11 @@ async fn api(
     )
 }
 
-async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
     api(server, reqwest::Method::POST, path, Some(body)).await
 }
 
-async fn get(server: &TestServer, path: &str) -> Value {
+pub(crate) async fn get(server: &TestServer, path: &str) -> Value {
     let (status, body) = api(server, reqwest::Method::GET, path, None).await;
     assert_eq!(status, 200, "{path}: {body}");
     body

@@ -20,5 +20,6 @@ mod sam3;
 mod sql;
 mod statuses;
 mod sync;
+mod training;
 mod video;
 mod web;

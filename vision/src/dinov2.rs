@@ -60,6 +60,12 @@ pub struct Dinov2Config {
     /// Only in `dinov2_with_registers` (4 in the published checkpoints).
     #[serde(default)]
     pub num_register_tokens: i64,
+    /// A linear head from the CLS token to this dimension (`head.weight`,
+    /// `head.bias`): models trained here with an embedding head. Not a
+    /// transformers setting; transformers keeps it as an attribute and
+    /// ignores the head's tensors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection_dim: Option<i64>,
 }
 
 mod defaults {
@@ -145,6 +151,10 @@ impl Dinov2Config {
         ensure!(
             self.num_register_tokens >= 0,
             "num_register_tokens is negative"
+        );
+        ensure!(
+            self.projection_dim.is_none_or(|d| d > 0),
+            "projection_dim must be above 0"
         );
         Ok(())
     }
@@ -531,6 +541,9 @@ impl Default for Dinov2Options {
 /// A DINOv2 folder loaded for embedding images.
 pub struct Dinov2 {
     vs: nn::VarStore,
+    /// The embedding head of a model trained with one (locked with the
+    /// model, which makes its tensors shareable too).
+    head: Mutex<Option<nn::Linear>>,
     /// One batch at a time (a second would only compete for the same
     /// device); the lock also makes the model's tensors shareable.
     model: Mutex<Dinov2Model>,
@@ -569,11 +582,20 @@ impl Dinov2 {
         let device = options.device.resolve()?;
         let mut vs = nn::VarStore::new(Device::Cpu);
         let model = Dinov2Model::new(&vs.root(), &config);
-        load_weights(&vs, &weights)?;
+        let head = config.projection_dim.map(|dims| {
+            nn::linear(
+                vs.root() / "head",
+                config.hidden_size,
+                dims,
+                Default::default(),
+            )
+        });
+        load_weights(&vs, &weights, true)?;
         vs.set_device(device);
         vs.freeze();
         let loaded = Self {
             vs,
+            head: Mutex::new(head),
             model: Mutex::new(model),
             config,
             folder,
@@ -601,7 +623,9 @@ impl Dinov2 {
     }
 
     pub fn dims(&self) -> usize {
-        self.config().hidden_size as usize
+        self.config()
+            .projection_dim
+            .unwrap_or(self.config().hidden_size) as usize
     }
 
     pub fn device(&self) -> Device {
@@ -655,6 +679,11 @@ impl Dinov2 {
                 }
             });
             let pooled = pooled.to_kind(Kind::Float);
+            let head = self.head.lock().unwrap_or_else(|e| e.into_inner());
+            let pooled = match head.as_ref() {
+                Some(head) => tch::no_grad(|| pooled.apply(head)),
+                None => pooled,
+            };
             let norms = pooled
                 .norm_scalaropt_dim(2.0, [-1].as_slice(), true)
                 .clamp_min(1e-12);
@@ -668,7 +697,7 @@ impl Dinov2 {
 }
 
 /// The safetensors files of a folder, refusing what cannot be read here.
-fn weight_files(folder: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn weight_files(folder: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let single = folder.join("model.safetensors");
     if single.is_file() {
         return Ok(vec![single]);
@@ -712,8 +741,13 @@ fn weight_files(folder: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// Copies the checkpoint's tensors into the model's variables one at a time
 /// (so that loading holds the file and the model, not a third copy), naming
 /// the first tensor that is missing or has the wrong shape. A `dinov2.`
-/// prefix on the keys is accepted.
-fn load_weights(vs: &nn::VarStore, files: &[PathBuf]) -> anyhow::Result<()> {
+/// prefix on the keys is accepted. Without `with_head`, an embedding head's
+/// tensors are neither read nor required (a run that trains a new head).
+pub(crate) fn load_weights(
+    vs: &nn::VarStore,
+    files: &[PathBuf],
+    with_head: bool,
+) -> anyhow::Result<()> {
     let mut variables: HashMap<String, Tensor> = vs.variables();
     let mut seen = std::collections::HashSet::new();
     for file in files {
@@ -722,6 +756,9 @@ fn load_weights(vs: &nn::VarStore, files: &[PathBuf]) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{} is not a safetensors file: {e:?}", file.display()))?;
         for (key, view) in tensors.tensors() {
             let name = key.strip_prefix("dinov2.").unwrap_or(&key);
+            if !with_head && name.starts_with("head.") {
+                continue;
+            }
             let Some(variable) = variables.get_mut(name) else {
                 continue;
             };
@@ -748,6 +785,7 @@ fn load_weights(vs: &nn::VarStore, files: &[PathBuf]) -> anyhow::Result<()> {
         .keys()
         // Only masked-image training uses the mask token.
         .filter(|name| !seen.contains(*name) && *name != "embeddings.mask_token")
+        .filter(|name| with_head || !name.starts_with("head."))
         .collect();
     missing.sort();
     if let Some(name) = missing.first() {

@@ -1,5 +1,5 @@
-//! Models that run on libtorch through tch: SAM 3 segmentation and DINOv2
-//! embeddings. CUDA is used when present; everything also runs on CPU, which
+//! Models that run on libtorch through tch: SAM 3 segmentation, DINOv2
+//! embeddings and metric-learning training of them. CUDA is used when present; everything also runs on CPU, which
 //! is how CI tests it. Nothing here links FFmpeg, so the benchmark binaries
 //! run on GPU machines that have only the NVIDIA driver and libtorch.
 
@@ -7,6 +7,10 @@ pub mod device;
 pub mod dinov2;
 pub mod sam3;
 pub mod select;
+pub mod train;
+
+/// The libtorch bindings the models are written with, for callers that pass tensors.
+pub use tch;
 
 pub use device::{DeviceChoice, TorchInfo};
 pub use dinov2::{Dinov2, Dinov2Config, Dinov2Options};

@@ -184,6 +184,7 @@ async fn version_json(
     let splits = db::datasets::split_counts(&state.pool, v.version.id).await?;
     let exports = db::datasets::exports(&state.pool, v.version.id).await?;
     Ok(json!({
+        "id": v.version.id,
         "dataset_id": dataset.id,
         "number": v.version.number,
         "task": v.version.task,

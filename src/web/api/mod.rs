@@ -9,6 +9,7 @@ mod jobs;
 mod products;
 mod search;
 mod sync;
+mod training;
 
 use axum::Router;
 use serde::Deserialize;
@@ -18,6 +19,7 @@ use super::AppState;
 pub fn routes(upload_limit: axum::extract::DefaultBodyLimit) -> Router<AppState> {
     jobs::routes(upload_limit)
         .merge(datasets::routes())
+        .merge(training::routes())
         .merge(products::routes())
         .merge(search::routes())
         .merge(sync::routes())

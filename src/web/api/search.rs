@@ -152,8 +152,14 @@ async fn by_image(
             .map_err(|e| AppError::BadRequest(e.body_text()))?
             .to_vec()
     };
-    let answer =
-        search::similar_to_image(&state.pool, &state.embedders, &bytes, request_settings).await?;
+    let answer = search::similar_to_image(
+        &state.pool,
+        Some(&state.storage),
+        &state.embedders,
+        &bytes,
+        request_settings,
+    )
+    .await?;
     Ok(answer_json(answer))
 }
 
