@@ -33,8 +33,9 @@ sample="$REPO_ROOT/.data/samples/sample.mp4"
 "$bin" process "$sample" --barcode 8690000000001 >"$REPO_ROOT/.data/samples/sample.json"
 info "product 8690000000001: $(grep -o '"frame_count": [0-9]*' "$REPO_ROOT/.data/samples/sample.json")"
 info "embedded: $(python3 -c 'import json,sys; e=json.load(sys.stdin).get("embedding") or {}; print(e.get("frames", 0), "frame vectors and a prototype with", e.get("model", "no model"))' <"$REPO_ROOT/.data/samples/sample.json")"
-# Two more, so the sample dataset below has a product for each split.
-for n in 2 3; do
+# Four more: the sample datasets below need a product for each split, and
+# training needs at least two products to learn from and two to validate on.
+for n in 2 3 4 5; do
 	more="$REPO_ROOT/.data/samples/sample-$n.mp4"
 	[ -f "$more" ] || "$bin" sample-video --out "$more" --seed $((6 + n)) --frames 48
 	"$bin" process "$more" --barcode "869000000000$n" >"$REPO_ROOT/.data/samples/sample-$n.json"
@@ -68,7 +69,7 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 step "A sample dataset from it (rendered and exported by the worker)"
-# Made once: the three sample products split by product (one each in train,
+# Made once: the sample products split by product (each in one of train,
 # val and test), an augmented draw of every train frame and 4 shelf
 # composites; then a COCO archive of it, read back by Python's zipfile.
 if ! "$bin" dataset show sample-shelf >/dev/null 2>&1; then
@@ -80,11 +81,29 @@ if "$bin" dataset export sample-shelf --format coco --out "$REPO_ROOT/.data/samp
 	info "$(python3 -c 'import json,sys,zipfile; e=json.load(sys.stdin); z=zipfile.ZipFile(e["path"]); s=[json.loads(z.read("annotations/instances_%s.json" % p)) for p in ("train", "val", "test")]; print("dataset sample-shelf: %s images, %d boxes with polygons, %.1f MB, in %s" % ("/".join(str(len(a["images"])) for a in s) + " train/val/test", sum(len(a["annotations"]) for a in s), e["size"]/1e6, e["path"]))' <"$REPO_ROOT/.data/samples/export.json")"
 fi
 
+step "Training an embedding model on the sample products (on the worker)"
+# A recognition dataset of the five products (3 to train on, 2 never seen
+# in training to validate on), the tiny preset trained from scratch, and
+# its model made the one search uses.
+if ! "$bin" dataset show sample-products >/dev/null 2>&1; then
+	"$bin" dataset create sample-products --task recognition --status needs_review --status approved \
+		--split 0.6,0.4,0 --copies 2 >/dev/null
+	"$bin" dataset version sample-products --wait >/dev/null
+fi
+if "$bin" train start sample-products --epochs 6 --wait >"$REPO_ROOT/.data/samples/train.json" 2>"$REPO_ROOT/.data/samples/train.log"; then
+	info "$(python3 -c 'import json,sys; r=json.load(sys.stdin); b=r["baseline"]; v=r["validation"]; best=max(v[1:], key=lambda m: m["map_at_r"]); print("run %s: validation recall@1 %.3f before training, %.3f after (classic descriptor %.3f); model %s" % (r["name"], b["base"]["recall_at_1"], best["recall_at_1"], b["classic"]["recall_at_1"], r["model"]))' <"$REPO_ROOT/.data/samples/train.json")"
+	run_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["run"])' <"$REPO_ROOT/.data/samples/train.json")
+	"$bin" train use "$run_id" 2>&1 | while read -r line; do info "$line"; done
+else
+	info "training did not finish: see $REPO_ROOT/.data/samples/train.log"
+fi
+
 printf '\n    Buybuddy is running: http://%s\n' "$bind"
 printf '    Sign in as %s with the password %s (kept in %s)\n' "$admin_email" "$(cat "$password_file")" "$password_file"
 printf '    Database: %s\n' "$("$bin" db status)"
 printf '    Queue a test job:   %s jobs push sleep millis=3000 steps=6\n' "$bin"
 printf '    Search by photo:    http://%s/search\n' "$bind"
 printf '    Datasets:           http://%s/datasets\n' "$bind"
+printf '    Training:           http://%s/training\n' "$bind"
 printf '    Stop with Ctrl-C.\n\n'
 wait -n "${pids[@]}"

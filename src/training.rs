@@ -183,7 +183,7 @@ impl RunConfig {
 fn parse_base(base: &str) -> Result<BaseChoice, String> {
     let base = base.trim();
     match base.split_once(':') {
-        Some(("scratch", preset)) if matches!(preset, "tiny" | "small") => {
+        Some(("scratch", preset)) if matches!(preset, "tiny" | "small" | "vit_s") => {
             Ok(BaseChoice::Scratch(preset.to_owned()))
         }
         Some(("model", id)) => id
@@ -194,8 +194,8 @@ fn parse_base(base: &str) -> Result<BaseChoice, String> {
             Ok(BaseChoice::Folder(std::path::PathBuf::from(path)))
         }
         _ => Err(format!(
-            "{base:?} is not a base model: scratch:tiny, scratch:small, model:<number> or \
-             folder:<path of a DINOv2 folder on the worker>."
+            "{base:?} is not a base model: scratch:tiny, scratch:small, scratch:vit_s, \
+             model:<number> or folder:<path of a DINOv2 folder on the worker>."
         )),
     }
 }
@@ -308,6 +308,95 @@ pub fn schedule(train: &Examples, config: &RunConfig) -> Result<Schedule, String
         sampler,
         epochs: config.epochs,
     })
+}
+
+/// The model's input for images of one size: a [B, 3, S, S] tensor.
+#[cfg(feature = "sam3")]
+pub fn pixels_of(images: &[RgbImage]) -> buybuddy_vision::tch::Tensor {
+    buybuddy_vision::tch::Tensor::stack(
+        &images
+            .iter()
+            .map(buybuddy_vision::dinov2::pixels)
+            .collect::<Vec<_>>(),
+        0,
+    )
+}
+
+/// One optimisation step on the batch `indices` of `examples`. A failure
+/// inside libtorch (out of memory) comes back as a message naming the batch.
+#[cfg(feature = "sam3")]
+pub fn step(
+    trainer: &mut buybuddy_vision::train::Trainer,
+    examples: &Examples,
+    indices: &[usize],
+    augmentation: Option<&Augment>,
+    seed: u64,
+) -> anyhow::Result<buybuddy_vision::train::StepStats> {
+    let at = trainer.step;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let images = batch_images(examples, indices, augmentation, seed, at);
+        let labels: Vec<i64> = indices
+            .iter()
+            .map(|&i| i64::from(examples.labels[i]))
+            .collect();
+        trainer.train_step(
+            &pixels_of(&images),
+            &buybuddy_vision::tch::Tensor::from_slice(&labels),
+        )
+    }));
+    outcome.unwrap_or_else(|panic| {
+        let text = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        if text.to_lowercase().contains("out of memory") {
+            anyhow::bail!(
+                "out of memory with a batch of {} images; lower P or K (products or frames per \
+                 batch), or freeze more blocks",
+                indices.len()
+            )
+        }
+        anyhow::bail!("training failed inside libtorch: {text}")
+    })
+}
+
+/// Unit embeddings of every example, in order.
+#[cfg(feature = "sam3")]
+pub fn embed_all(
+    trainer: &buybuddy_vision::train::Trainer,
+    examples: &Examples,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let mut vectors = Vec::with_capacity(examples.len());
+    for chunk in examples.images.chunks(32) {
+        let unit = trainer
+            .embed(&pixels_of(chunk))
+            .to_device(buybuddy_vision::tch::Device::Cpu);
+        vectors.extend(Vec::<Vec<f32>>::try_from(&unit)?);
+    }
+    Ok(vectors)
+}
+
+/// The validation figures of the model as it is.
+#[cfg(feature = "sam3")]
+pub fn scores(
+    trainer: &buybuddy_vision::train::Trainer,
+    examples: &Examples,
+    window: u32,
+) -> anyhow::Result<Scores> {
+    Ok(score(&embed_all(trainer, examples)?, examples, window))
+}
+
+/// The classic descriptor's figures on the same frames.
+pub fn classic_scores(examples: &Examples, window: u32) -> anyhow::Result<Scores> {
+    use buybuddy_worker::embed::{ClassicEmbedder, Embedder, Subject};
+    let subjects: Vec<Subject<'_>> = examples
+        .images
+        .iter()
+        .map(|image| Subject { image, mask: None })
+        .collect();
+    let vectors = ClassicEmbedder::default().embed(&subjects)?;
+    Ok(score(&vectors, examples, window))
 }
 
 #[cfg(test)]

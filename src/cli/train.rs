@@ -13,6 +13,8 @@ use crate::{
     training::RunConfig,
 };
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// Start a run on a recognition dataset version. Settings come from

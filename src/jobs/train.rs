@@ -64,16 +64,12 @@ mod run {
         plan::Task,
         retrieval::{Sample, Scores},
     };
-    use buybuddy_vision::tch::{self, Tensor};
+    use buybuddy_vision::tch;
     use buybuddy_vision::{
         DeviceChoice,
-        dinov2::pixels,
         train::{Base, Preset, Setup, StepStats, Trainer},
     };
-    use buybuddy_worker::{
-        embed::{ClassicEmbedder, Embedder, Subject},
-        storage::Storage,
-    };
+    use buybuddy_worker::storage::Storage;
     use serde_json::{Value, json};
     use sha2::{Digest, Sha256};
     use uuid::Uuid;
@@ -118,6 +114,7 @@ mod run {
         let base = resolve_base(ctx, storage, &base_choice).await?;
         let size = input_size(&base)? as u32;
         let (train, val) = load_examples(ctx, storage, run.version_id, size).await?;
+        let val = std::sync::Arc::new(val);
         if val.classes() < 2 {
             return Err(permanent(format!(
                 "the version's validation split has {} products; validation needs at least 2 \
@@ -146,7 +143,7 @@ mod run {
             total_steps: total,
             seed: config.seed,
         };
-        let device = DeviceChoice::Auto.resolve().map_err(|e| permanent(e))?;
+        let device = DeviceChoice::Auto.resolve().map_err(permanent)?;
         let build_base = base.clone();
         let mut trainer =
             tokio::task::spawn_blocking(move || Trainer::new(&build_base, setup, device))
@@ -456,8 +453,7 @@ mod run {
     }
 
     /// Runs steps `trainer.step..end` of the epoch whose first step is
-    /// `first` on a blocking thread. A failure inside libtorch (out of
-    /// memory) is turned into a message naming the batch.
+    /// `first` on a blocking thread.
     async fn steps(
         trainer: Trainer,
         examples: &std::sync::Arc<Examples>,
@@ -475,26 +471,10 @@ mod run {
             let mut stats = Vec::new();
             while trainer.step < end {
                 let batch = &batches[trainer.step - first];
-                let step = trainer.step;
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let images =
-                        training::batch_images(&examples, batch, augmentation.as_ref(), seed, step);
-                    let pixels = to_tensor(&images);
-                    let labels = Tensor::from_slice(
-                        &batch
-                            .iter()
-                            .map(|&i| i64::from(examples.labels[i]))
-                            .collect::<Vec<_>>(),
-                    );
-                    trainer.train_step(&pixels, &labels)
-                }));
-                match outcome {
-                    Ok(Ok(s)) => stats.push(s),
-                    Ok(Err(e)) => return Err(JobError::Permanent(e)),
-                    Err(panic) => {
-                        return Err(JobError::Permanent(explain_panic(panic, batch.len())));
-                    }
-                }
+                let step =
+                    training::step(&mut trainer, &examples, batch, augmentation.as_ref(), seed)
+                        .map_err(JobError::Permanent)?;
+                stats.push(step);
             }
             Ok((trainer, stats, started.elapsed().as_secs_f64()))
         })
@@ -502,43 +482,15 @@ mod run {
         .map_err(blocking_failed)?
     }
 
-    fn explain_panic(panic: Box<dyn std::any::Any + Send>, batch: usize) -> anyhow::Error {
-        let text = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default();
-        if text.to_lowercase().contains("out of memory") {
-            anyhow!(
-                "out of memory with a batch of {batch} images; lower P or K (products or frames \
-                 per batch), or freeze more blocks"
-            )
-        } else {
-            anyhow!("training failed inside libtorch: {text}")
-        }
-    }
-
-    fn to_tensor(images: &[image::RgbImage]) -> Tensor {
-        Tensor::stack(&images.iter().map(pixels).collect::<Vec<_>>(), 0)
-    }
-
     /// The validation figures of the model as it is.
     async fn evaluate(
         trainer: Trainer,
-        val: &Examples,
+        val: &std::sync::Arc<Examples>,
         window: u32,
     ) -> Result<(Trainer, Scores), JobError> {
-        let images = val.images.clone();
-        let samples = val.samples.clone();
+        let val = val.clone();
         tokio::task::spawn_blocking(move || {
-            let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(images.len());
-            for chunk in images.chunks(32) {
-                let unit = trainer.embed(&to_tensor(chunk)).to_device(tch::Device::Cpu);
-                let rows = Vec::<Vec<f32>>::try_from(&unit)
-                    .map_err(|e| JobError::Permanent(anyhow!(e)))?;
-                vectors.extend(rows);
-            }
-            let scores = buybuddy_dataset::retrieval::evaluate(&vectors, &samples, window);
+            let scores = training::scores(&trainer, &val, window).map_err(JobError::Permanent)?;
             Ok((trainer, scores))
         })
         .await
@@ -546,19 +498,13 @@ mod run {
     }
 
     /// The classic descriptor's figures on the same frames.
-    async fn classic_scores(val: &Examples, window: u32) -> Result<Scores, JobError> {
-        let images = val.images.clone();
-        let samples = val.samples.clone();
+    async fn classic_scores(
+        val: &std::sync::Arc<Examples>,
+        window: u32,
+    ) -> Result<Scores, JobError> {
+        let val = val.clone();
         tokio::task::spawn_blocking(move || {
-            let classic = ClassicEmbedder::default();
-            let subjects: Vec<Subject<'_>> = images
-                .iter()
-                .map(|image| Subject { image, mask: None })
-                .collect();
-            let vectors = classic.embed(&subjects).map_err(JobError::Permanent)?;
-            Ok(buybuddy_dataset::retrieval::evaluate(
-                &vectors, &samples, window,
-            ))
+            training::classic_scores(&val, window).map_err(JobError::Permanent)
         })
         .await
         .map_err(blocking_failed)?

@@ -602,3 +602,114 @@ async fn make_a_dataset_watch_the_preview_follow_the_settings_and_download_an_ex
     browser.close().await.unwrap();
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn start_a_training_run_from_the_page_and_watch_its_curves_fill_in() {
+    let db = TestDb::new().await;
+    let pipeline = TestPipeline::new().await;
+    pipeline.resources.register_models(&db.pool).await.unwrap();
+    crate::datasets::masked_products(&db.pool, &pipeline.storage, 6, 8).await;
+    let server = TestServer::start_with(&db.pool, pipeline.storage.clone()).await;
+    let worker = InProcessWorker::start(
+        &crate::datasets::worker_pool(&db).await,
+        pipeline.worker_config(),
+    );
+    let (status, dataset) = crate::datasets::post(
+        &server,
+        "/api/datasets",
+        json!({"name": "faces", "task": "recognition",
+               "settings": {"ratios": {"train": 0.5, "val": 0.5, "test": 0.0}}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{dataset}");
+    let id = dataset["id"].as_i64().unwrap();
+    crate::datasets::post(&server, &format!("/api/datasets/{id}/versions"), json!({})).await;
+    until("the version to render", Duration::from_secs(60), || async {
+        crate::datasets::get(&server, &format!("/api/datasets/{id}/versions/1")).await["ready"]
+            == true
+    })
+    .await;
+
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    let email = user(&db).await;
+    sign_in(&browser, &server, &email).await;
+    browser.goto(&server.url("/training")).await.unwrap();
+    assert!(
+        text_of(&browser, "section.card")
+            .await
+            .contains("No run yet")
+    );
+    // A bad number is refused with its field named; nothing starts.
+    fill(&browser, "input[name=lr]", "fast").await;
+    click(&browser, "form.stack button[type=submit]").await;
+    until("the refusal", Duration::from_secs(10), || async {
+        text_of(&browser, ".field-error")
+            .await
+            .contains("not a number")
+    })
+    .await;
+    fill(&browser, "input[name=lr]", "0.0005").await;
+    fill(&browser, "input[name=epochs]", "12").await;
+    fill(&browser, "input[name=log_every]", "1").await;
+    click(&browser, "form.stack button[type=submit]").await;
+    until("the run's page", Duration::from_secs(10), || async {
+        text_of(&browser, "h1").await == "faces-v1-1"
+    })
+    .await;
+    browser
+        .execute("window.__sameLoad = true; return null;", vec![])
+        .await
+        .unwrap();
+    // The step counter and the curves move while the page stays loaded.
+    let mut steps_seen = std::collections::BTreeSet::new();
+    let since = Instant::now();
+    loop {
+        steps_seen.insert(text_of(&browser, "#run-step").await);
+        if text_of(&browser, "#run-state").await == "completed" {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(180),
+            "the run did not finish: {}",
+            text_of(&browser, "#live").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        steps_seen.len() >= 3,
+        "the step counter did not move: {steps_seen:?}"
+    );
+    let same = browser
+        .execute("return window.__sameLoad === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        same,
+        json!(true),
+        "the page updated itself, without a reload"
+    );
+    let lines = browser
+        .find_all(Locator::Css("figure.chart polyline"))
+        .await
+        .unwrap();
+    assert!(lines.len() >= 3, "{} chart lines", lines.len());
+    let rows = browser
+        .find_all(Locator::Css("#validation tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        13,
+        "before training and after each of 12 epochs"
+    );
+    screenshot(&browser, "07-training-run").await;
+    click(&browser, "form[action$='/use'] button").await;
+    until(
+        "the model to be in use",
+        Duration::from_secs(10),
+        || async { text_of(&browser, "p.notice").await.contains("active model") },
+    )
+    .await;
+    worker.stop().await;
+}

@@ -90,7 +90,7 @@ async fn a_run_survives_a_killed_worker_and_its_model_serves_search() {
     let helper = InProcessWorker::start(
         &worker_pool(&db).await,
         buybuddy::queue::worker::WorkerConfig {
-            kinds: vec!["augment".into(), "embed".into()],
+            kinds: vec!["augment", "embed"],
             ..pipeline.worker_config()
         },
     );

@@ -39,7 +39,9 @@ pub struct Dinov2Config {
     pub num_hidden_layers: i64,
     #[serde(default = "defaults::heads")]
     pub num_attention_heads: i64,
-    #[serde(default = "defaults::mlp_ratio")]
+    /// Written as an integer when it is one: transformers 5 checks the
+    /// field's type and refuses `4.0`.
+    #[serde(default = "defaults::mlp_ratio", serialize_with = "whole_as_integer")]
     pub mlp_ratio: f64,
     #[serde(default = "defaults::hidden_act")]
     pub hidden_act: String,
@@ -66,6 +68,14 @@ pub struct Dinov2Config {
     /// ignores the head's tensors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projection_dim: Option<i64>,
+}
+
+fn whole_as_integer<S: serde::Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        s.serialize_i64(*value as i64)
+    } else {
+        s.serialize_f64(*value)
+    }
 }
 
 mod defaults {
@@ -354,15 +364,22 @@ impl Attention {
     fn forward(&self, xs: &Tensor) -> Tensor {
         let (b, n, d) = xs.size3().expect("tokens are [B, N, D]");
         let split = |t: Tensor| t.view([b, n, self.heads, d / self.heads]).transpose(1, 2);
-        // One matrix product for the three projections (the variables stay
-        // the checkpoint's three; joining them costs little beside the product).
-        let weight = Tensor::cat(&[&self.query.ws, &self.key.ws, &self.value.ws], 0);
-        let bias = match (&self.query.bs, &self.key.bs, &self.value.bs) {
-            (Some(q), Some(k), Some(v)) => Some(Tensor::cat(&[q, k, v], 0)),
-            _ => None,
+        let [q, k, v] = if self.query.ws.requires_grad() {
+            // Training: three products, as transformers does, so each
+            // projection's gradient is its own contiguous tensor.
+            [&self.query, &self.key, &self.value].map(|l| split(xs.apply(l)))
+        } else {
+            // Inference: one matrix product for the three projections (the
+            // variables stay the checkpoint's three; joining them costs
+            // little beside the product).
+            let weight = Tensor::cat(&[&self.query.ws, &self.key.ws, &self.value.ws], 0);
+            let bias = match (&self.query.bs, &self.key.bs, &self.value.bs) {
+                (Some(q), Some(k), Some(v)) => Some(Tensor::cat(&[q, k, v], 0)),
+                _ => None,
+            };
+            let qkv = xs.linear(&weight, bias.as_ref()).chunk(3, -1);
+            [0, 1, 2].map(|i| split(qkv[i].shallow_clone()))
         };
-        let qkv = xs.linear(&weight, bias.as_ref()).chunk(3, -1);
-        let [q, k, v] = [0, 1, 2].map(|i| split(qkv[i].shallow_clone()));
         // Scaled by head_dim^-0.5, softmax over keys: what transformers computes.
         let attended = Tensor::scaled_dot_product_attention::<Tensor>(
             &q, &k, &v, None, 0.0, false, None, false,

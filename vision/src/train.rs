@@ -112,6 +112,9 @@ pub enum Preset {
     Tiny,
     /// 224x224 input, 6 layers of 192.
     Small,
+    /// ViT-S/14 at 518x518 (DINOv2-small's shape), random weights: the
+    /// benchmark's full-size model.
+    VitS,
 }
 
 impl Preset {
@@ -119,6 +122,7 @@ impl Preset {
         let (hidden, layers, heads, image) = match self {
             Self::Tiny => (96, 4, 3, 112),
             Self::Small => (192, 6, 3, 224),
+            Self::VitS => (384, 12, 6, 518),
         };
         Dinov2Config {
             model_type: "dinov2".to_owned(),
@@ -143,6 +147,7 @@ impl Preset {
         match name {
             "tiny" => Some(Self::Tiny),
             "small" => Some(Self::Small),
+            "vit_s" => Some(Self::VitS),
             _ => None,
         }
     }
@@ -486,7 +491,7 @@ impl Trainer {
             for (p, g) in self.params.iter_mut().zip(grads) {
                 let Some(mut g) = g else { continue };
                 if clip != 1.0 {
-                    g = g * clip;
+                    g *= clip;
                 }
                 let step_lr = lr * p.lr_scale;
                 let _ = p.m.lerp_(&g, 1.0 - b1);

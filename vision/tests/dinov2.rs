@@ -198,3 +198,58 @@ fn broken_folders_are_refused_with_the_reason() {
     assert!(load_error(dir.path()).contains("model.safetensors"));
     assert!(load_error(&dir.path().join("absent")).contains("not a folder"));
 }
+
+/// A model trained here loads in transformers as a Hugging Face folder and
+/// embeds as the platform does.
+#[test]
+fn a_trained_model_embeds_the_same_in_transformers() {
+    use buybuddy_vision::train::{Base, Loss, Optimiser, Preset, Setup, Trainer};
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.data/torch/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/setup.sh --test",
+        python.display()
+    );
+    let mut trainer = Trainer::new(
+        &Base::Scratch(Preset::Tiny),
+        Setup {
+            classes: 2,
+            loss: Loss::default(),
+            optimiser: Optimiser::default(),
+            frozen_blocks: 0,
+            head_dim: 24,
+            total_steps: 2,
+            seed: 3,
+        },
+        tch::Device::Cpu,
+    )
+    .unwrap();
+    let size = trainer.input_size();
+    let pixels = Tensor::randn([4, 3, size, size], (Kind::Float, tch::Device::Cpu));
+    let labels = Tensor::from_slice(&[0i64, 0, 1, 1]);
+    for _ in 0..2 {
+        trainer.train_step(&pixels, &labels).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("model");
+    trainer.save_model(&folder).unwrap();
+    let input = dir.path().join("pixels.safetensors");
+    let output = dir.path().join("embeddings.safetensors");
+    Tensor::write_safetensors(&[("pixels", &pixels)], &input).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/embed_trained.py");
+    let run = std::process::Command::new(&python)
+        .arg(&script)
+        .args([&folder, &input, &output])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "embed_trained.py failed:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let theirs = &Tensor::read_safetensors(&output).unwrap()[0].1;
+    let ours = trainer.embed(&pixels);
+    assert_eq!(theirs.size(), vec![4, 24]);
+    let difference = max_difference(&ours, theirs);
+    assert!(difference < 1e-4, "transformers differs by {difference:e}");
+}

@@ -295,7 +295,7 @@ fn reset_peak_rss() {
 }
 
 /// Linux: the process's peak resident set (VmHWM), in bytes.
-fn peak_rss() -> u64 {
+pub(super) fn peak_rss() -> u64 {
     status_bytes("VmHWM:")
 }
 

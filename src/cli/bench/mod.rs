@@ -5,6 +5,7 @@ mod embed;
 mod queue;
 mod search;
 mod segment;
+mod train;
 mod video;
 mod web;
 
@@ -39,6 +40,10 @@ pub enum Command {
     /// and export speed (images/s, MB/s, peak memory) for 10,000 and
     /// 100,000 images.
     Dataset(dataset::DatasetArgs),
+    /// Training steps/s and peak memory beside Python torch (same model,
+    /// loss, optimiser and batch), and validation recall of the tiny preset
+    /// trained on synthetic products beside the classic descriptor.
+    Train(train::TrainArgs),
     /// Page latency under concurrent clients: seeds 100,000 products and
     /// 200,000 jobs, serves them, and loads the first page of /products and
     /// /jobs and a product page.
@@ -54,6 +59,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Video(args) => video::run(args).await,
         Command::Web(args) => web::run(args).await,
         Command::Dataset(args) => dataset::run(args).await,
+        Command::Train(args) => train::run(args).await,
     }
 }
 
