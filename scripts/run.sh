@@ -35,9 +35,11 @@ info "product 8690000000001: $(grep -o '"frame_count": [0-9]*' "$REPO_ROOT/.data
 info "embedded: $(python3 -c 'import json,sys; e=json.load(sys.stdin).get("embedding") or {}; print(e.get("frames", 0), "frame vectors and a prototype with", e.get("model", "no model"))' <"$REPO_ROOT/.data/samples/sample.json")"
 # Four more: the sample datasets below need a product for each split, and
 # training needs at least two products to learn from and two to validate on.
+# Each another kind of product, so that they can be told apart.
+kinds=(carton carton can bottle pouch table)
 for n in 2 3 4 5; do
-	more="$REPO_ROOT/.data/samples/sample-$n.mp4"
-	[ -f "$more" ] || "$bin" sample-video --out "$more" --seed $((6 + n)) --frames 48
+	more="$REPO_ROOT/.data/samples/sample-$n-${kinds[$n]}.mp4"
+	[ -f "$more" ] || "$bin" sample-video --out "$more" --seed $((6 + n)) --frames 48 --kind "${kinds[$n]}"
 	"$bin" process "$more" --barcode "869000000000$n" >"$REPO_ROOT/.data/samples/sample-$n.json"
 	info "product 869000000000$n: $(grep -o '"frame_count": [0-9]*' "$REPO_ROOT/.data/samples/sample-$n.json")"
 done

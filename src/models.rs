@@ -45,26 +45,47 @@ pub async fn wanted(storage: Option<&Storage>, model: &Model) -> anyhow::Result<
 }
 
 /// Copies a stored model folder to `folder` unless it is already there
-/// whole (files are written beside and renamed, so a half-copied folder is
-/// never taken for a model).
+/// whole. The files are written into a staging folder of this call's own,
+/// which is renamed into place: several jobs fetching the same model at once
+/// never see (or leave) a half-copied folder.
 pub async fn fetch_folder(storage: &Storage, prefix: &str, folder: &Path) -> anyhow::Result<()> {
-    if FILES.iter().all(|f| folder.join(f).is_file()) {
+    let complete = |folder: &Path| FILES.iter().all(|f| folder.join(f).is_file());
+    if complete(folder) {
         return Ok(());
     }
-    tokio::fs::create_dir_all(folder)
+    let parent = folder.parent().unwrap_or(Path::new("."));
+    tokio::fs::create_dir_all(parent)
         .await
-        .with_context(|| format!("creating {}", folder.display()))?;
-    for file in FILES {
-        let key = format!("{prefix}{file}");
-        let bytes = storage
-            .get(&key)
-            .await
-            .with_context(|| format!("reading the model file {key}"))?;
-        let partial = folder.join(format!("{file}.partial"));
-        tokio::fs::write(&partial, &bytes)
-            .await
-            .with_context(|| format!("writing {}", partial.display()))?;
-        tokio::fs::rename(&partial, folder.join(file)).await?;
+        .with_context(|| format!("creating {}", parent.display()))?;
+    let staging = parent.join(format!(".fetching-{}", uuid::Uuid::now_v7()));
+    tokio::fs::create_dir_all(&staging).await?;
+    let fetched = async {
+        for file in FILES {
+            let key = format!("{prefix}{file}");
+            let bytes = storage
+                .get(&key)
+                .await
+                .with_context(|| format!("reading the model file {key}"))?;
+            tokio::fs::write(staging.join(file), &bytes)
+                .await
+                .with_context(|| format!("writing {}", staging.display()))?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let placed = match fetched {
+        Ok(()) => tokio::fs::rename(&staging, folder).await,
+        Err(e) => {
+            let _ = tokio::fs::remove_dir_all(&staging).await;
+            return Err(e);
+        }
+    };
+    if let Err(e) = placed {
+        let _ = tokio::fs::remove_dir_all(&staging).await;
+        // Another fetch put it there first.
+        if !complete(folder) {
+            return Err(anyhow::Error::from(e).context(format!("placing {}", folder.display())));
+        }
     }
     Ok(())
 }
@@ -89,4 +110,38 @@ pub async fn store_folder(storage: &Storage, prefix: &str, folder: &Path) -> any
             .with_context(|| format!("storing {file}"))?;
     }
     Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn jobs_fetching_one_model_at_once_all_get_it_whole() {
+        let stored = tempfile::tempdir().unwrap();
+        let storage = Storage::open(stored.path().to_str().unwrap(), &Default::default())
+            .await
+            .unwrap();
+        for file in FILES {
+            storage
+                .put(&format!("models/m/{file}"), vec![7u8; 1 << 16].into(), "x")
+                .await
+                .unwrap();
+        }
+        let cache = tempfile::tempdir().unwrap();
+        let folder = cache.path().join("hash").join("m");
+        let fetches = (0..8).map(|_| fetch_folder(&storage, "models/m/", &folder));
+        for outcome in futures::future::join_all(fetches).await {
+            outcome.unwrap();
+        }
+        for file in FILES {
+            assert_eq!(std::fs::read(folder.join(file)).unwrap().len(), 1 << 16);
+        }
+        // No staging folder is left behind.
+        let left: Vec<_> = std::fs::read_dir(cache.path().join("hash"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("m")]);
+    }
 }

@@ -88,6 +88,10 @@ pub struct SampleArgs {
     masks: Option<PathBuf>,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// A kind of scene and product instead of the plain carton: can, bottle,
+    /// pouch, table, ... (the segmentation bench's kinds).
+    #[arg(long)]
+    kind: Option<String>,
 }
 
 /// Processes one video now, in this process, and prints the job's output.
@@ -265,13 +269,28 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
 
 /// Writes a sample product video (and, if asked, its ground-truth masks).
 pub async fn sample_video(args: SampleArgs) -> anyhow::Result<()> {
+    let base = match &args.kind {
+        Some(name) => buybuddy_worker::media::synthetic::Kind::named(name)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no kind {name:?}; kinds: {}",
+                    buybuddy_worker::media::synthetic::KINDS
+                        .iter()
+                        .map(|k| k.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?
+            .scene(args.seed),
+        None => Scene::default(),
+    };
     let scene = Scene {
         width: args.width,
         height: args.height,
         frames: args.frames,
         fps: args.fps,
         seed: args.seed,
-        ..Scene::default()
+        ..base
     };
     if let Some(folder) = args.out.parent() {
         std::fs::create_dir_all(folder)?;
