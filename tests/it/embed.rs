@@ -53,7 +53,10 @@ async fn process_products(db: &TestDb, pipeline: &TestPipeline, dir: &Path) -> V
         })
         .collect();
     queue::enqueue(&db.pool, DEFAULT_QUEUE, jobs).await.unwrap();
-    let worker = InProcessWorker::start(&db.pool, pipeline.worker_config());
+    let worker = InProcessWorker::start(
+        &crate::datasets::worker_pool(db).await,
+        pipeline.worker_config(),
+    );
     all_jobs_done(db, 4).await;
     worker.stop().await;
     let mut ids = Vec::new();
@@ -388,7 +391,10 @@ async fn two_models_never_mix_and_a_new_one_serves_once_complete() {
     assert_eq!(before["model"]["kind"], "classic");
     assert_eq!(first_result(&before), ids[0]);
 
-    let worker = InProcessWorker::start(&db.pool, pipeline.worker_config());
+    let worker = InProcessWorker::start(
+        &crate::datasets::worker_pool(&db).await,
+        pipeline.worker_config(),
+    );
     all_jobs_done(&db, 6).await;
     worker.stop().await;
     let serving = db::embeddings::serving(&db.pool).await.unwrap().unwrap();
