@@ -142,6 +142,21 @@ impl RunConfig {
         }
     }
 
+    /// What the trainer is built with, for `classes` training products and
+    /// `total_steps` steps.
+    #[cfg(feature = "sam3")]
+    pub fn setup(&self, classes: usize, total_steps: usize) -> buybuddy_vision::train::Setup {
+        buybuddy_vision::train::Setup {
+            classes: classes as i64,
+            loss: self.loss(),
+            optimiser: self.optimiser(),
+            frozen_blocks: self.frozen_blocks,
+            head_dim: self.head_dim,
+            total_steps,
+            seed: self.seed,
+        }
+    }
+
     #[cfg(feature = "sam3")]
     pub fn optimiser(&self) -> buybuddy_vision::train::Optimiser {
         buybuddy_vision::train::Optimiser {

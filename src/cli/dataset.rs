@@ -106,6 +106,17 @@ pub enum Command {
     },
 }
 
+impl Common {
+    /// The database and the storage these commands work with.
+    pub(crate) async fn open(
+        &self,
+    ) -> anyhow::Result<(sqlx::PgPool, buybuddy_worker::storage::Storage)> {
+        let (_, pool) = super::open_database(&self.db, &[]).await?;
+        let storage = self.storage.open(&self.db.data_dir).await?;
+        Ok((pool, storage))
+    }
+}
+
 fn action(error: ActionError) -> anyhow::Error {
     anyhow!("{error}")
 }
@@ -119,8 +130,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         | Command::Export { common, .. }
         | Command::Background { common, .. } => common.clone(),
     };
-    let (_, pool) = super::open_database(&common.db, &[]).await?;
-    let storage = common.storage.open(&common.db.data_dir).await?;
+    let (pool, storage) = common.open().await?;
     let intake = Intake::command_line();
     let ctx = Ctx {
         pool: &pool,

@@ -89,8 +89,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         | Command::Cancel { common, .. }
         | Command::Use { common, .. } => common.clone(),
     };
-    let (_, pool) = super::open_database(&common.db, &[]).await?;
-    let storage = common.storage.open(&common.db.data_dir).await?;
+    let (pool, storage) = common.open().await?;
     let intake = Intake::command_line();
     let ctx = Ctx {
         pool: &pool,

@@ -67,7 +67,7 @@ mod run {
     use buybuddy_vision::tch;
     use buybuddy_vision::{
         DeviceChoice,
-        train::{Base, Preset, Setup, StepStats, Trainer},
+        train::{Base, Preset, StepStats, Trainer},
     };
     use buybuddy_worker::storage::Storage;
     use serde_json::{Value, json};
@@ -134,15 +134,7 @@ mod run {
             "window": config.window,
         });
         db::training::set_plan(pool, run_id, spe, total, &data).await?;
-        let setup = Setup {
-            classes: train.classes() as i64,
-            loss: config.loss(),
-            optimiser: config.optimiser(),
-            frozen_blocks: config.frozen_blocks,
-            head_dim: config.head_dim,
-            total_steps: total,
-            seed: config.seed,
-        };
+        let setup = config.setup(train.classes(), total);
         let device = DeviceChoice::Auto.resolve().map_err(permanent)?;
         let build_base = base.clone();
         let mut trainer =

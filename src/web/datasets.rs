@@ -209,7 +209,7 @@ pub async fn create(
     }
 }
 
-fn unprocessable(markup: Markup) -> Response {
+pub(super) fn unprocessable(markup: Markup) -> Response {
     let mut response = (StatusCode::UNPROCESSABLE_ENTITY, markup).into_response();
     response.extensions_mut().insert(OwnBody);
     response

@@ -4,8 +4,7 @@
 use axum::{
     Form,
     extract::{Path, Query, State},
-    http::StatusCode,
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use buybuddy_templates::{
     datasets::Choice,
@@ -20,7 +19,6 @@ use serde::Deserialize;
 
 use super::{
     AppError, AppState, Viewer,
-    error::OwnBody,
     htmx::{HxRequest, go_to},
 };
 use crate::{
@@ -280,13 +278,9 @@ pub async fn start(
     )
     .await?;
     let view = list_view(&state, form, errors, None).await?;
-    let mut response = (
-        StatusCode::UNPROCESSABLE_ENTITY,
-        view::list_page(&viewer.0, &view),
-    )
-        .into_response();
-    response.extensions_mut().insert(OwnBody);
-    Ok(response)
+    Ok(super::datasets::unprocessable(view::list_page(
+        &viewer.0, &view,
+    )))
 }
 
 fn figure(v: Option<f64>) -> String {

@@ -245,7 +245,7 @@ fn synthetic(products: usize, frames: usize, size: u32) -> anyhow::Result<(Examp
 async fn quality(args: &TrainArgs) -> anyhow::Result<()> {
     use buybuddy_vision::{
         DeviceChoice,
-        train::{Base, Preset, Setup, Trainer},
+        train::{Base, Preset, Trainer},
     };
     let config = RunConfig {
         epochs: args.epochs,
@@ -270,15 +270,7 @@ async fn quality(args: &TrainArgs) -> anyhow::Result<()> {
         );
         println!("protocol: {}", buybuddy_dataset::retrieval::describe(config.window));
         let schedule = training::schedule(&train, &config).map_err(anyhow::Error::msg)?;
-        let setup = Setup {
-            classes: train.classes() as i64,
-            loss: config.loss(),
-            optimiser: config.optimiser(),
-            frozen_blocks: config.frozen_blocks,
-            head_dim: config.head_dim,
-            total_steps: schedule.total_steps(),
-            seed: config.seed,
-        };
+        let setup = config.setup(train.classes(), schedule.total_steps());
         let mut trainer = Trainer::new(
             &Base::Scratch(Preset::Tiny),
             setup,
