@@ -10,6 +10,8 @@
 //! - [`composite`]: shelf images pasted together from several products' cutouts,
 //!   with a visible mask and a box per product;
 //! - [`export`]: COCO, YOLO and recognition-folder archives with a manifest;
+//! - [`labels`]: YOLO and COCO box labels that come with uploaded shelf
+//!   photos, paired with their images and checked against them;
 //! - [`plan`]: which frames, draws and composites a version holds, per split;
 //! - [`render`]: one planned image drawn, with its labels taken from its masks;
 //! - [`retrieval`]: recall@k and mAP@R of embeddings on unseen products, with
@@ -22,6 +24,7 @@ pub mod augment;
 pub mod composite;
 pub mod export;
 pub mod geometry;
+pub mod labels;
 pub mod plan;
 pub mod render;
 pub mod retrieval;

@@ -6,7 +6,7 @@ use std::io::Cursor;
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::{
-    GrayImage, ImageEncoder, Rgb, RgbImage, RgbaImage,
+    GrayImage, ImageBuffer, ImageEncoder, Luma, Pixel, Rgb, RgbImage, RgbaImage,
     codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder},
 };
 
@@ -96,23 +96,8 @@ pub fn process(frame: &RgbImage, mask: &GrayImage, options: &Options) -> Option<
     };
 
     // The square, cut from the frame, padded where it runs off the frame's edge.
-    let mut crop = RgbImage::from_pixel(side, side, Rgb(fill));
-    let mut crop_mask = GrayImage::new(side, side);
-    for y in 0..side {
-        let sy = top + y as i64;
-        if sy < 0 || sy >= i64::from(frame.height()) {
-            continue;
-        }
-        for x in 0..side {
-            let sx = left + x as i64;
-            if sx < 0 || sx >= i64::from(frame.width()) {
-                continue;
-            }
-            crop.put_pixel(x, y, *frame.get_pixel(sx as u32, sy as u32));
-            crop_mask.put_pixel(x, y, *mask.get_pixel(sx as u32, sy as u32));
-        }
-    }
-
+    let crop = cut(frame, (left, top, side), Rgb(fill));
+    let crop_mask = cut(mask, (left, top, side), Luma([0]));
     let mut image = RgbImage::new(SIZE, SIZE);
     let mut soft = GrayImage::new(SIZE, SIZE);
     let mut resizer = Resizer::new();
@@ -131,7 +116,7 @@ pub fn process(frame: &RgbImage, mask: &GrayImage, options: &Options) -> Option<
         )
         .expect("same pixel types");
     let binary = GrayImage::from_fn(SIZE, SIZE, |x, y| {
-        image::Luma([if soft.get_pixel(x, y).0[0] >= 128 {
+        Luma([if soft.get_pixel(x, y).0[0] >= 128 {
             255
         } else {
             0
@@ -169,6 +154,97 @@ pub fn process(frame: &RgbImage, mask: &GrayImage, options: &Options) -> Option<
         sharpness,
         brightness,
         placement: crate::quality::placement(mask),
+    })
+}
+
+/// The square `(left, top, side)` cut from an image, `fill` where it runs off
+/// the image's edge.
+fn cut<P: Pixel<Subpixel = u8>>(
+    source: &ImageBuffer<P, Vec<u8>>,
+    (left, top, side): (i64, i64, u32),
+    fill: P,
+) -> ImageBuffer<P, Vec<u8>> {
+    let mut out = ImageBuffer::from_pixel(side, side, fill);
+    let (w, h) = (i64::from(source.width()), i64::from(source.height()));
+    // Only the rows and columns inside the source are copied, row by row.
+    let x0 = left.clamp(0, w);
+    let x1 = (left + i64::from(side)).clamp(0, w);
+    if x1 <= x0 {
+        return out;
+    }
+    let channels = usize::from(P::CHANNEL_COUNT);
+    for y in top.max(0)..(top + i64::from(side)).min(h) {
+        let from = ((y * w + x0) as usize) * channels;
+        let to = ((y * w + x1) as usize) * channels;
+        let row = (y - top) as usize * side as usize;
+        let at = (row + (x0 - left) as usize) * channels;
+        let raw: &mut [u8] = &mut out;
+        raw[at..at + (to - from)].copy_from_slice(&source.as_raw()[from..to]);
+    }
+    out
+}
+
+/// A box of a real photo (a product on a shelf) framed as the video job
+/// frames a product: the box with `margin`, squared, padded with the mean
+/// colour of the square's edge, resized to 518x518.
+pub fn crop_box(photo: &RgbImage, bbox: &BoundingBox, margin: f32) -> RgbImage {
+    let square = square_around(bbox, margin);
+    let (left, top, side) = square;
+    // The square's edge pixels that lie inside the photo.
+    let (w, h) = (i64::from(photo.width()), i64::from(photo.height()));
+    let (mut sum, mut n) = ([0u64; 3], 0u64);
+    let last = i64::from(side) - 1;
+    for i in 0..i64::from(side) {
+        for (x, y) in [
+            (left + i, top),
+            (left + i, top + last),
+            (left, top + i),
+            (left + last, top + i),
+        ] {
+            if (0..w).contains(&x) && (0..h).contains(&y) {
+                let p = photo.get_pixel(x as u32, y as u32).0;
+                for c in 0..3 {
+                    sum[c] += u64::from(p[c]);
+                }
+                n += 1;
+            }
+        }
+    }
+    let fill = if n == 0 {
+        [128, 128, 128]
+    } else {
+        sum.map(|s| (s / n) as u8)
+    };
+    let crop = cut(photo, square, Rgb(fill));
+    let mut image = RgbImage::new(SIZE, SIZE);
+    Resizer::new()
+        .resize(
+            &crop,
+            &mut image,
+            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)),
+        )
+        .expect("same pixel types");
+    image
+}
+
+/// Where the box lies in its [`crop_box`] image: 255 inside, 0 in the margin
+/// (the product's mask, as far as a box can tell).
+pub fn crop_mask(bbox: &BoundingBox, margin: f32) -> GrayImage {
+    let (left, top, side) = square_around(bbox, margin);
+    let k = f64::from(SIZE) / f64::from(side);
+    let scale = |v: i64| ((v as f64) * k).round().clamp(0.0, f64::from(SIZE)) as u32;
+    let (x0, y0) = (
+        scale(i64::from(bbox.x) - left),
+        scale(i64::from(bbox.y) - top),
+    );
+    let x1 = scale(i64::from(bbox.x + bbox.width) - left);
+    let y1 = scale(i64::from(bbox.y + bbox.height) - top);
+    GrayImage::from_fn(SIZE, SIZE, |x, y| {
+        image::Luma([if (x0..x1).contains(&x) && (y0..y1).contains(&y) {
+            255
+        } else {
+            0
+        }])
     })
 }
 
@@ -358,6 +434,44 @@ mod tests {
             soft.sharpness
         );
         assert!(sharp.brightness > 50.0 && sharp.brightness < 200.0);
+    }
+
+    #[test]
+    fn a_shelf_box_is_framed_like_a_product_and_its_mask_is_the_box() {
+        let (photo, mask) = scene((250, 100, 100, 260));
+        let bbox = BoundingBox {
+            x: 250,
+            y: 100,
+            width: 100,
+            height: 260,
+        };
+        let crop = crop_box(&photo, &bbox, 0.08);
+        assert_eq!(crop.dimensions(), (SIZE, SIZE));
+        // The same framing as a frame of the same product.
+        let frame = decode(&process(&photo, &mask, &Options::default()).unwrap().image).to_rgb8();
+        assert_eq!(crop.get_pixel(259, 259), frame.get_pixel(259, 259));
+        assert_eq!(crop.get_pixel(10, 259), frame.get_pixel(10, 259));
+        let inside = crop_mask(&bbox, 0.08);
+        for (x, y) in [(259, 259), (250, 50), (250, 470)] {
+            assert_eq!(inside.get_pixel(x, y).0[0], 255, "({x}, {y})");
+            assert_eq!(crop.get_pixel(x, y).0, [200, 30, 40], "({x}, {y})");
+        }
+        for (x, y) in [(150, 259), (370, 259), (259, 10)] {
+            assert_eq!(inside.get_pixel(x, y).0[0], 0, "({x}, {y})");
+            assert_eq!(crop.get_pixel(x, y).0, [210, 205, 195], "({x}, {y})");
+        }
+        // A box at the photo's corner is padded with the colour around it.
+        let corner = crop_box(
+            &photo,
+            &BoundingBox {
+                x: 0,
+                y: 0,
+                width: 40,
+                height: 40,
+            },
+            0.2,
+        );
+        assert_eq!(corner.get_pixel(1, 1).0, [210, 205, 195]);
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Video in: decoding frames with FFmpeg, and the sample videos made here.
+//! Media in: decoding video frames with FFmpeg, the sample videos made here,
+//! and photos people upload.
 
 pub mod decode;
+pub mod photo;
 pub mod synthetic;
 
 use std::{io::Read, path::Path};
