@@ -1,5 +1,5 @@
 -- What every dataset version holds per split: products, frames as filmed,
--- augmented draws, shelf composites, images, rendered images and labelled
+-- augmented draws, shelf composites, real shelf crops, images, rendered images and labelled
 -- boxes, and how many of the split's products also appear in another split
 -- of the same version (always 0 for versions split by product: a non-zero
 -- figure there is a leak).
@@ -25,6 +25,7 @@ SELECT d.name AS dataset,
        count(*) FILTER (WHERE i.kind = 'frame') AS frames,
        count(*) FILTER (WHERE i.kind = 'augmented') AS augmented,
        count(*) FILTER (WHERE i.kind = 'composite') AS composites,
+       count(*) FILTER (WHERE i.kind = 'real') AS real_crops,
        count(*) AS images,
        count(*) FILTER (WHERE i.rendered_at IS NOT NULL) AS rendered,
        coalesce(sum(jsonb_array_length(i.objects)), 0)::bigint AS boxes,

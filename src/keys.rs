@@ -11,6 +11,8 @@
 //! | dataset images | `datasets/{dataset}/v{n}/images/{ordinal:07}.png` |
 //! | dataset exports | `datasets/{dataset}/v{n}/exports/{export}.{format}.zip` |
 //! | backgrounds | `backgrounds/{id}.{png,jpg}` (a fresh id per upload) |
+//! | shelf photos | `shelves/{id}/original.{ext}`, `shelves/{id}/photo.jpg` (a fresh id per photo) |
+//! | shelf crops | `shelves/{id}/crops/{x}-{y}-{w}-{h}.jpg` (the same box, the same key) |
 
 use buybuddy_domain::Barcode;
 use uuid::Uuid;
@@ -84,6 +86,32 @@ pub fn background(extension: &str) -> String {
     format!("backgrounds/{}.{extension}", Uuid::now_v7())
 }
 
+/// The folder of a newly uploaded shelf photo (a fresh id): everything of the
+/// photo lives under it.
+pub fn shelf_folder() -> String {
+    format!("shelves/{}/", Uuid::now_v7())
+}
+
+/// A shelf photo as uploaded.
+pub fn shelf_original(folder: &str, extension: &str) -> String {
+    format!("{folder}original.{extension}")
+}
+
+/// A shelf photo upright, as the browser shows it.
+pub fn shelf_photo(folder: &str) -> String {
+    format!("{folder}photo.jpg")
+}
+
+/// The folder of the photo a key of it lies in.
+pub fn shelf_folder_of(key: &str) -> &str {
+    key.rfind('/').map_or("", |at| &key[..=at])
+}
+
+/// The crop of a box: named by the box, so the same box writes the same key.
+pub fn shelf_crop(folder: &str, x: i32, y: i32, w: i32, h: i32) -> String {
+    format!("{folder}crops/{x}-{y}-{w}-{h}.jpg")
+}
+
 /// A new key for an uploaded file: a fresh id, and the client's file name
 /// reduced to safe characters (kept only so people recognise the object).
 pub fn upload(file_name: &str) -> String {
@@ -123,6 +151,20 @@ mod tests {
         assert_eq!(
             keys.mask(7),
             "masks/8690000000001/00000000-0000-0000-0000-000000000000/0007.png"
+        );
+    }
+
+    #[test]
+    fn shelf_keys_live_in_their_photo_folder() {
+        let folder = shelf_folder();
+        assert!(folder.starts_with("shelves/") && folder.ends_with('/'));
+        assert_ne!(folder, shelf_folder());
+        let photo = shelf_photo(&folder);
+        assert_eq!(shelf_folder_of(&photo), folder);
+        assert_eq!(shelf_folder_of(&shelf_original(&folder, "heic")), folder);
+        assert_eq!(
+            shelf_crop(&folder, 1, 2, 30, 40),
+            format!("{folder}crops/1-2-30-40.jpg")
         );
     }
 

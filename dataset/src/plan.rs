@@ -87,6 +87,32 @@ pub struct Settings {
     pub composites: u32,
     /// Products per composite at most.
     pub per_composite: u32,
+    /// Which splits take the products' confirmed real shelf crops
+    /// (recognition only; each crop goes to its product's split).
+    pub real: RealCrops,
+}
+
+/// The splits that take real shelf crops; none by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RealCrops {
+    pub train: bool,
+    pub val: bool,
+    pub test: bool,
+}
+
+impl RealCrops {
+    pub fn any(self) -> bool {
+        self.train || self.val || self.test
+    }
+
+    pub fn takes(self, split: Split) -> bool {
+        match split {
+            Split::Train => self.train,
+            Split::Val => self.val,
+            Split::Test => self.test,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -97,6 +123,7 @@ impl Default for Settings {
             copies: 1,
             composites: 0,
             per_composite: 8,
+            real: RealCrops::default(),
         }
     }
 }
@@ -114,6 +141,11 @@ pub enum PlanError {
     BadPerComposite(u32),
     #[error("shelf composites are detection images; a recognition dataset cannot have them")]
     CompositesInRecognition,
+    #[error(
+        "real shelf crops are images of one product each, without a mask; only a recognition \
+         dataset can take them"
+    )]
+    RealOutsideRecognition,
 }
 
 pub const MAX_COPIES: u32 = 20;
@@ -129,6 +161,8 @@ pub enum Kind {
     Augmented,
     /// A shelf composite of several frames.
     Composite,
+    /// A confirmed crop of a real shelf photo.
+    Real,
 }
 
 impl Kind {
@@ -137,6 +171,7 @@ impl Kind {
             Kind::Frame => "frame",
             Kind::Augmented => "augmented",
             Kind::Composite => "composite",
+            Kind::Real => "real",
         }
     }
 }
@@ -181,6 +216,9 @@ pub fn plan<K: AsRef<[u8]>>(
             got: settings.composites,
             max: MAX_COMPOSITES,
         });
+    }
+    if settings.real.any() && task != Task::Recognition {
+        return Err(PlanError::RealOutsideRecognition);
     }
     if settings.composites > 0 {
         if task == Task::Recognition {
@@ -282,6 +320,30 @@ pub fn plan<K: AsRef<[u8]>>(
     })
 }
 
+/// Adds the products' confirmed real crops to a plan: `crops[p]` of product
+/// `p` (the index `plan` was given it by), each into its product's split when
+/// the settings take real crops there. Sources are `(product, crop)`. Returns
+/// how many were added.
+pub fn add_real(plan: &mut Plan, crops: &[usize], settings: &Settings) -> usize {
+    let mut added = 0;
+    for (p, (&count, split)) in crops.iter().zip(&plan.product_splits).enumerate() {
+        let Some(split) = *split else { continue };
+        if !settings.real.takes(split) {
+            continue;
+        }
+        for c in 0..count {
+            plan.items.push(Planned {
+                split,
+                kind: Kind::Real,
+                seed: 0,
+                sources: vec![(p, c)],
+            });
+            added += 1;
+        }
+    }
+    added
+}
+
 fn split_index(split: Split) -> usize {
     match split {
         Split::Train => 0,
@@ -364,6 +426,37 @@ mod tests {
                 .collect();
             assert!(splits.contains(&Split::Train), "product {p} is in train");
         }
+    }
+
+    #[test]
+    fn real_crops_follow_their_products_split_into_the_splits_that_take_them() {
+        let settings = Settings {
+            real: RealCrops {
+                train: true,
+                val: false,
+                test: true,
+            },
+            ..Settings::default()
+        };
+        let mut plan = plan(&products(10, 4), Task::Recognition, &settings).unwrap();
+        let crops: Vec<usize> = (0..10).map(|p| p % 3).collect();
+        let added = add_real(&mut plan, &crops, &settings);
+        let real: Vec<&Planned> = plan.items.iter().filter(|i| i.kind == Kind::Real).collect();
+        assert_eq!(real.len(), added);
+        let expected: usize = (0..10)
+            .filter(|&p| plan.product_splits[p] != Some(Split::Val))
+            .map(|p| crops[p])
+            .sum();
+        assert_eq!(added, expected);
+        for item in real {
+            let (p, c) = item.sources[0];
+            assert!(c < crops[p]);
+            assert_eq!(Some(item.split), plan.product_splits[p]);
+        }
+        assert_eq!(
+            super::plan(&products(5, 5), Task::Detect, &settings).unwrap_err(),
+            PlanError::RealOutsideRecognition
+        );
     }
 
     #[test]

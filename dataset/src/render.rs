@@ -48,7 +48,7 @@ pub struct Rendered {
 /// composites.
 pub fn render(kind: Kind, sources: &[Source<'_>], seed: u64, settings: &Settings) -> Rendered {
     match kind {
-        Kind::Frame | Kind::Augmented => {
+        Kind::Frame | Kind::Augmented | Kind::Real => {
             let source = &sources[0];
             let (w, h) = source.image.dimensions();
             let whole;
@@ -59,7 +59,7 @@ pub fn render(kind: Kind, sources: &[Source<'_>], seed: u64, settings: &Settings
                     &whole
                 }
             };
-            let (image, mask) = if kind == Kind::Frame {
+            let (image, mask) = if kind != Kind::Augmented {
                 (source.image.clone(), mask.clone())
             } else {
                 augment(

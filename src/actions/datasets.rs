@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{ActionError, Ctx, FieldErrors};
+use super::{ActionError, Ctx, FieldErrors, capitalised};
 use crate::{
     db::{
         self,
@@ -108,6 +108,8 @@ pub fn nest_form(pairs: &[(String, String)]) -> Value {
             Value::Array(items)
         } else if TEXT.contains(&key.as_str()) {
             Value::String(value.clone())
+        } else if let Ok(flag) = value.trim().parse::<bool>() {
+            Value::Bool(flag)
         } else if let Ok(n) = value.trim().parse::<u64>() {
             json!(n)
         } else if let Ok(x) = value.trim().parse::<f64>() {
@@ -257,6 +259,14 @@ async fn check(ctx: Ctx<'_>, input: &DatasetInput) -> Result<(Task, Selection), 
             "A composite takes 1 to 40 products.".into(),
         );
     }
+    if s.real.any() && task.is_some_and(|t| t != Task::Recognition) {
+        errors.insert(
+            "settings.real",
+            "Real shelf crops are images of one product each, without a mask; only a recognition \
+             dataset takes them."
+                .into(),
+        );
+    }
     if task == Some(Task::Recognition) && s.composites > 0 {
         errors.insert(
             "settings.composites",
@@ -281,14 +291,6 @@ async fn check(ctx: Ctx<'_>, input: &DatasetInput) -> Result<(Task, Selection), 
             products,
         },
     ))
-}
-
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
 }
 
 /// Every transform's probability in 0..1 and its range in bounds.
@@ -491,10 +493,22 @@ pub async fn generate(ctx: Ctx<'_>, dataset: &Dataset) -> Result<(Version, Uuid)
         .iter()
         .map(|g| (g[0].product_id.as_bytes().to_vec(), g.len()))
         .collect();
-    let planned = plan::plan(&keys, task, &dataset.settings).map_err(|e| match e {
+    let mut planned = plan::plan(&keys, task, &dataset.settings).map_err(|e| match e {
         PlanError::Split(e) => ActionError::Conflict(format!("{}.", capitalised(&e.to_string()))),
         e => ActionError::field("settings", format!("{}.", capitalised(&e.to_string()))),
     })?;
+    // Confirmed real crops, per product of the plan: (box id, crop key).
+    let mut real: Vec<Vec<(i64, String)>> = vec![Vec::new(); groups.len()];
+    if dataset.settings.real.any() {
+        let ids: Vec<Uuid> = groups.iter().map(|g| g[0].product_id).collect();
+        let at: std::collections::HashMap<Uuid, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        for (product, box_id, key) in db::shelves::confirmed_crops(ctx.pool, &ids).await? {
+            real[at[&product]].push((box_id, key));
+        }
+        let counts: Vec<usize> = real.iter().map(Vec::len).collect();
+        plan::add_real(&mut planned, &counts, &dataset.settings);
+    }
     let classes: Vec<Class> = if task.classes_are_products() {
         groups
             .iter()
@@ -522,9 +536,21 @@ pub async fn generate(ctx: Ctx<'_>, dataset: &Dataset) -> Result<(Version, Uuid)
                 .sources
                 .iter()
                 .map(|&(product, frame)| {
+                    if p.kind == Kind::Real {
+                        let (box_id, key) = &real[product][frame];
+                        return ItemSource {
+                            frame_id: None,
+                            box_id: Some(*box_id),
+                            product_id: groups[product][0].product_id,
+                            class: product,
+                            image: key.clone(),
+                            mask: None,
+                        };
+                    }
                     let f = &groups[product][frame];
                     ItemSource {
-                        frame_id: f.frame_id,
+                        frame_id: Some(f.frame_id),
+                        box_id: None,
                         product_id: f.product_id,
                         class: if task.classes_are_products() {
                             product
@@ -818,7 +844,8 @@ pub async fn preview(
             kind: "frame".into(),
             seed: 0,
             sources: sqlx::types::Json(vec![ItemSource {
-                frame_id: f.frame_id,
+                frame_id: Some(f.frame_id),
+                box_id: None,
                 product_id: f.product_id,
                 class: 0,
                 image: f.storage_key.clone(),
@@ -861,8 +888,11 @@ pub async fn preview(
         .iter()
         .map(|f| format!("{} {} · frame {}", f.barcode, f.label, f.frame_index))
         .collect();
-    let picked_ids: Vec<i64> = picked.iter().map(|f| f.frame_id).collect();
-    let composite_ids: Vec<i64> = composite_sources.iter().map(|f| f.frame_id).collect();
+    let picked_ids: Vec<String> = picked.iter().map(|f| f.storage_key.clone()).collect();
+    let composite_ids: Vec<String> = composite_sources
+        .iter()
+        .map(|f| f.storage_key.clone())
+        .collect();
     tokio::task::spawn_blocking(move || {
         let mut rng = buybuddy_dataset::augment::Rng::new(seed ^ 0x7072_6576);
         let mut draws = Vec::with_capacity(picked_ids.len() + 1);

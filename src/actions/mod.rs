@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod metadata;
 pub mod products;
 pub mod search;
+pub mod shelves;
 pub mod sync;
 pub mod training;
 
@@ -54,6 +55,15 @@ impl ActionError {
     pub fn field(name: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid(FieldErrors::from([(name, message.into())]))
     }
+}
+
+/// A sentence from a lower-case error message.
+pub(crate) fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 fn joined(errors: &FieldErrors) -> String {

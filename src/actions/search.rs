@@ -4,7 +4,7 @@
 //! serving model (see `db::embeddings`); a photo is embedded in this process
 //! with that model.
 
-use std::{io::Cursor, sync::Arc};
+use std::sync::Arc;
 
 use anyhow::anyhow;
 use buybuddy_worker::embed::{Embedders, Subject};
@@ -166,41 +166,24 @@ pub async fn similar_to_image(
     answer(pool, model, &vector, &request).await
 }
 
-/// Decodes a photo, refusing what is not one, is damaged, or is too large.
+/// Decodes a photo upright, refusing what is not one, is damaged, or is too
+/// large.
 pub fn read_image(bytes: &[u8]) -> Result<image::RgbImage, ActionError> {
-    let field = |message: String| ActionError::field("image", message);
-    if bytes.is_empty() {
-        return Err(field("Choose a photo to search with.".to_owned()));
-    }
-    if bytes.len() > MAX_IMAGE_BYTES {
-        return Err(field(format!(
-            "The photo is {} MB; the most accepted is {} MB.",
-            bytes.len() >> 20,
-            MAX_IMAGE_BYTES >> 20
-        )));
-    }
-    let reader = image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| field(format!("The file cannot be read: {e}.")))?;
-    if reader.format().is_none() {
-        return Err(field("This file is not an image (PNG or JPEG).".to_owned()));
-    }
-    let (width, height) = reader
-        .into_dimensions()
-        .map_err(|e| field(format!("The image is damaged: {e}.")))?;
-    if width.max(height) > MAX_IMAGE_SIDE {
-        return Err(field(format!(
-            "The image is {width}x{height}; the most accepted is {MAX_IMAGE_SIDE} pixels a side."
-        )));
-    }
-    let mut reader = image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| field(format!("The file cannot be read: {e}.")))?;
-    reader.limits(image::Limits::default());
-    let decoded = reader
-        .decode()
-        .map_err(|e| field(format!("The image is damaged: {e}.")))?;
-    Ok(decoded.to_rgb8())
+    use buybuddy_worker::media::photo::{self, Limits, PhotoError};
+    let limits = Limits {
+        max_bytes: MAX_IMAGE_BYTES,
+        max_side: MAX_IMAGE_SIDE,
+        ..Limits::default()
+    };
+    photo::decode(bytes, &limits).map_err(|e| {
+        ActionError::field(
+            "image",
+            match e {
+                PhotoError::Empty => "Choose a photo to search with.".to_owned(),
+                e => format!("{}.", super::capitalised(&e.to_string())),
+            },
+        )
+    })
 }
 
 async fn answer(

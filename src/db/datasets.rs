@@ -206,10 +206,15 @@ pub async fn unmasked_products(pool: &PgPool, selection: &Selection) -> sqlx::Re
     .await
 }
 
-/// One frame an item is made from, as it was when the version was made.
+/// One image an item is made from (a filmed frame, or a real shelf crop), as
+/// it was when the version was made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemSource {
-    pub frame_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_id: Option<i64>,
+    /// The shelf box a real crop is of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub box_id: Option<i64>,
     pub product_id: Uuid,
     pub class: usize,
     pub image: String,
@@ -407,6 +412,8 @@ pub struct SplitCounts {
     pub frames: i64,
     pub augmented: i64,
     pub composites: i64,
+    /// Confirmed crops of real shelf photos.
+    pub real: i64,
     pub images: i64,
     /// Labelled objects in the rendered images.
     pub boxes: i64,
@@ -423,6 +430,7 @@ pub async fn split_counts(pool: &PgPool, version_id: i32) -> sqlx::Result<Vec<Sp
                 count(*) FILTER (WHERE i.kind = 'frame') AS frames,
                 count(*) FILTER (WHERE i.kind = 'augmented') AS augmented,
                 count(*) FILTER (WHERE i.kind = 'composite') AS composites,
+                count(*) FILTER (WHERE i.kind = 'real') AS real,
                 count(*) AS images,
                 coalesce(sum(jsonb_array_length(i.objects)), 0)::bigint AS boxes
          FROM dataset_items i WHERE i.version_id = $1
@@ -457,6 +465,7 @@ impl ItemRow {
         match self.kind.as_str() {
             "augmented" => Kind::Augmented,
             "composite" => Kind::Composite,
+            "real" => Kind::Real,
             _ => Kind::Frame,
         }
     }

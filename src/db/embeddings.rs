@@ -461,6 +461,31 @@ fn bind_nearest<'q>(
         .bind(k)
 }
 
+/// The filmed frame nearest the query, of any product, through the model's
+/// frame index: (frame id, product id, similarity).
+pub async fn nearest_frame(
+    pool: &PgPool,
+    model: &Model,
+    query: &[f32],
+) -> sqlx::Result<Option<(i64, Uuid, f32)>> {
+    let mut tx = pool.begin().await?;
+    search_settings(&mut tx, 1).await?;
+    let row = sqlx::query(sql!(
+        "SELECT frame_id, product_id,
+                embedding::vector({dims}) <=> $1::text::vector({dims}) AS distance
+         FROM frame_embeddings WHERE model_id = {id}
+         ORDER BY embedding::vector({dims}) <=> $1::text::vector({dims})
+         LIMIT 1",
+        dims = model.dims,
+        id = model.id
+    ))
+    .bind(vector_text(query))
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(row.map(|row| (row.get(0), row.get(1), 1.0 - row.get::<f64, _>(2) as f32)))
+}
+
 /// What pgvector needs to answer a filtered search in full: a candidate list
 /// longer than the answer, and iterative scans (0.8) for filters.
 async fn search_settings(tx: &mut sqlx::PgConnection, k: i64) -> sqlx::Result<()> {

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod products;
 pub mod queue;
 pub mod schema;
+pub mod shelves;
 pub mod training;
 pub mod users;
 pub mod workers;

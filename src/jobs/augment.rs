@@ -151,21 +151,22 @@ async fn fetch(storage: &Storage, key: &str) -> Result<Bytes, JobError> {
 /// A frame's image and mask, decoded.
 pub type Loaded = (RgbImage, Option<GrayImage>);
 
-/// Loads every source frame a batch of items needs, each once.
+/// Loads every source image (with its mask) a batch of items needs, each
+/// once, by its storage key.
 pub async fn load_sources(
     storage: &Storage,
     rows: &[ItemRow],
-) -> Result<HashMap<i64, Loaded>, JobError> {
-    let mut wanted: HashMap<i64, (String, Option<String>)> = HashMap::new();
+) -> Result<HashMap<String, Loaded>, JobError> {
+    let mut wanted: HashMap<String, Option<String>> = HashMap::new();
     for row in rows {
         for s in row.sources.iter() {
             wanted
-                .entry(s.frame_id)
-                .or_insert_with(|| (s.image.clone(), s.mask.clone()));
+                .entry(s.image.clone())
+                .or_insert_with(|| s.mask.clone());
         }
     }
     let loaded =
-        futures::future::try_join_all(wanted.into_iter().map(|(id, (image, mask))| async move {
+        futures::future::try_join_all(wanted.into_iter().map(|(image, mask)| async move {
             let image_bytes = fetch(storage, &image).await?;
             let mask_bytes = match &mask {
                 Some(key) => Some(fetch(storage, key).await?),
@@ -175,7 +176,7 @@ pub async fn load_sources(
                 .await
                 .map_err(|e| JobError::Transient(anyhow!(e)))?
                 .map_err(|e| JobError::Permanent(anyhow!("frame {image}: {e}")))?;
-            Ok::<_, JobError>((id, decoded))
+            Ok::<_, JobError>((image, decoded))
         }))
         .await?;
     Ok(loaded.into_iter().collect())
@@ -195,7 +196,7 @@ type Done = (String, Bytes, i32, u32, u32, Vec<Object>);
 /// Renders a batch on every core.
 fn render_rows(
     rows: &[ItemRow],
-    sources: &HashMap<i64, Loaded>,
+    sources: &HashMap<String, Loaded>,
     settings: &render::Settings,
 ) -> Result<Vec<Done>, JobError> {
     let threads = std::thread::available_parallelism()
@@ -229,16 +230,16 @@ fn render_rows(
 
 fn render_row(
     row: &ItemRow,
-    sources: &HashMap<i64, Loaded>,
+    sources: &HashMap<String, Loaded>,
     settings: &render::Settings,
 ) -> Result<Done, JobError> {
     let inputs: Vec<Source<'_>> = row
         .sources
         .iter()
         .map(|s| {
-            let (image, mask) = sources.get(&s.frame_id).ok_or_else(|| {
-                JobError::Permanent(anyhow!("frame {} was not loaded", s.frame_id))
-            })?;
+            let (image, mask) = sources
+                .get(&s.image)
+                .ok_or_else(|| JobError::Permanent(anyhow!("{} was not loaded", s.image)))?;
             Ok(Source {
                 image,
                 mask: mask.as_ref(),

@@ -149,7 +149,10 @@ async fn load_frame(
 }
 
 /// The process's embedder for a registry model (loading it if it must).
-async fn embedder_for(ctx: &JobContext, model: &Model) -> Result<Arc<dyn Embedder>, JobError> {
+pub(super) async fn embedder_for(
+    ctx: &JobContext,
+    model: &Model,
+) -> Result<Arc<dyn Embedder>, JobError> {
     let embedders = ctx.resources.embedders.clone();
     let wanted = crate::models::wanted(ctx.resources.storage.as_ref(), model)
         .await

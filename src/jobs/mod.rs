@@ -8,6 +8,7 @@ pub mod augment;
 pub mod context;
 pub mod embed;
 pub mod export;
+pub mod match_shelf;
 pub mod probes;
 pub mod resources;
 pub mod train;
@@ -70,6 +71,7 @@ pub enum JobSpec {
     Augment(augment::Augment),
     Export(export::Export),
     Train(train::Train),
+    MatchShelf(match_shelf::MatchShelf),
 }
 
 /// Calls `$body` with the job of whichever kind `$spec` holds, bound to `$job`.
@@ -85,6 +87,7 @@ macro_rules! with_job {
             JobSpec::Augment($job) => $body,
             JobSpec::Export($job) => $body,
             JobSpec::Train($job) => $body,
+            JobSpec::MatchShelf($job) => $body,
         }
     };
 }
@@ -100,6 +103,7 @@ pub const KINDS: &[&str] = &[
     augment::Augment::KIND,
     export::Export::KIND,
     train::Train::KIND,
+    match_shelf::MatchShelf::KIND,
 ];
 
 /// The stable names of the probe kinds.

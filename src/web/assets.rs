@@ -1,5 +1,5 @@
-//! Static assets embedded in the binary: htmx (from npm, at build time) and our
-//! stylesheet.
+//! Static assets embedded in the binary: htmx (from npm, at build time), our
+//! stylesheet and the shelf photos' script.
 
 use axum::{
     extract::Path,
@@ -19,6 +19,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "htmx-sse.min.js",
         "text/javascript",
         include_bytes!(concat!(env!("OUT_DIR"), "/htmx-sse.min.js")),
+    ),
+    (
+        "shelves.js",
+        "text/javascript",
+        include_bytes!("../../static/shelves.js"),
     ),
     (
         "app.css",

@@ -495,6 +495,20 @@ fn settings_form(input: &DatasetInput, preview_seed: u64) -> SettingsForm {
             ),
         ],
         shelf_backgrounds: kind_choices(&[shelf.background]),
+        real_splits: (Task::parse(input.task.trim()) == Some(Task::Recognition)).then(|| {
+            [
+                ("settings.real.train", "train", s.real.train),
+                ("settings.real.val", "val", s.real.val),
+                ("settings.real.test", "test", s.real.test),
+            ]
+            .into_iter()
+            .map(|(value, label, on)| Choice {
+                value: value.into(),
+                label: label.into(),
+                selected: on,
+            })
+            .collect()
+        }),
         preview_seed,
     }
 }
@@ -548,6 +562,7 @@ async fn versions_view(state: &AppState, dataset: &Dataset) -> Result<Vec<Versio
             splits: splits
                 .into_iter()
                 .map(|s| SplitRow {
+                    real: s.real,
                     split: s.split,
                     products: s.products,
                     frames: s.frames,

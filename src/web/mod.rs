@@ -17,6 +17,7 @@ mod paging;
 mod products;
 mod search;
 pub mod session;
+mod shelves;
 mod sync;
 mod training;
 mod upload;
@@ -161,6 +162,20 @@ pub fn router(state: AppState) -> Router {
         .route(paths::TRAINING_RUN_LIVE, get(training::live))
         .route(paths::TRAINING_RUN_CANCEL, post(training::cancel))
         .route(paths::TRAINING_RUN_USE, post(training::use_for_search))
+        .route(
+            paths::SHELVES,
+            get(shelves::list).post(shelves::upload).layer(upload_limit),
+        )
+        .route(paths::SHELF, get(shelves::show))
+        .route(paths::SHELF_DELETE, post(shelves::delete))
+        .route(paths::SHELF_BOXES, post(shelves::add_box))
+        .route(paths::SHELF_BOX, post(shelves::move_box))
+        .route(paths::SHELF_BOX_DELETE, post(shelves::delete_box))
+        .route(paths::SHELVES_MATCH, post(shelves::match_crops))
+        .route(paths::SHELF_REVIEW, get(shelves::review))
+        .route(paths::SHELF_REVIEW_DECIDE, post(shelves::decide))
+        .route(paths::SHELF_PRODUCT_PICKER, get(shelves::picker))
+        .route(paths::COVERAGE, get(shelves::coverage))
         .route(paths::SYNC, get(sync::page).post(sync::run))
         .route(paths::SYNC_ENQUEUE, post(sync::enqueue))
         .route(paths::LOGOUT, post(login::logout))
@@ -189,6 +204,25 @@ pub async fn serve(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     Ok(())
+}
+
+/// The signed-in person's id (a session's or an API token's), for what
+/// records who did it.
+pub struct UserId(pub uuid::Uuid);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for UserId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, AppError> {
+        parts
+            .extensions
+            .get::<crate::db::users::Viewer>()
+            .map(|v| Self(v.user_id))
+            .ok_or_else(|| AppError::Unauthorized("Sign in first.".into()))
+    }
 }
 
 /// The signed-in person, as pages need them: for the layout (email, CSRF token).

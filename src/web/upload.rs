@@ -104,17 +104,20 @@ impl JobForm {
     }
 }
 
-async fn text(field: Field<'_>) -> String {
+pub(super) async fn text(field: Field<'_>) -> String {
     field.text().await.unwrap_or_default().trim().to_owned()
 }
 
-enum Streamed {
+pub(super) enum Streamed {
     Done(tempfile::NamedTempFile),
     TooLarge,
     Empty,
 }
 
-async fn stream_to_file(mut field: Field<'_>, max_upload: u64) -> Result<Streamed, AppError> {
+pub(super) async fn stream_to_file(
+    mut field: Field<'_>,
+    max_upload: u64,
+) -> Result<Streamed, AppError> {
     let temp = tempfile::NamedTempFile::new().map_err(|e| AppError::Internal(e.into()))?;
     let mut file = tokio::fs::File::create(temp.path())
         .await

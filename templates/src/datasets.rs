@@ -86,6 +86,8 @@ pub struct SettingsForm {
     pub background_kinds: Vec<Choice>,
     pub shelf: Vec<NumberField>,
     pub shelf_backgrounds: Vec<Choice>,
+    /// Which splits take confirmed real shelf crops (recognition only).
+    pub real_splits: Option<Vec<Choice>>,
     pub preview_seed: u64,
 }
 
@@ -96,6 +98,7 @@ pub struct SplitRow {
     pub frames: i64,
     pub augmented: i64,
     pub composites: i64,
+    pub real: i64,
     pub images: i64,
     pub boxes: i64,
 }
@@ -328,6 +331,16 @@ pub fn page(viewer: &Viewer, view: &DatasetPage) -> Markup {
                         @if let Some(m) = errors.get("settings") { div.field-error { (m) } }
                         p.muted { "Augmented copies are made of train frames only; val and test stay as filmed, so their scores measure real frames. Composites are shared among the splits by their ratios, each made of its own split's products only." }
                     }
+                    @if let Some(splits) = &form.real_splits {
+                        fieldset #real-crops {
+                            legend { "Real shelf crops" }
+                            p.muted { "Confirmed crops of real shelf photos go into their product's split, in the splits ticked here: in val or test they measure the model on the field, in train they teach it the field." }
+                            @for c in splits {
+                                label.check { input type="checkbox" name=(c.value) value="true" checked[c.selected]; (c.label) }
+                            }
+                            @if let Some(m) = errors.get("settings.real") { div.field-error { (m) } }
+                        }
+                    }
                     fieldset {
                         legend { "Augmentation" }
                         table.transforms {
@@ -445,10 +458,10 @@ pub fn render_versions(viewer: &Viewer, versions: &[VersionView], refresh: &str)
                     }
                 }
                 table.list {
-                    thead { tr { th { "Split" } th { "Products" } th { "Frames" } th { "Augmented" } th { "Composites" } th { "Images" } th { "Boxes" } } }
+                    thead { tr { th { "Split" } th { "Products" } th { "Frames" } th { "Augmented" } th { "Composites" } th { "Real crops" } th { "Images" } th { "Boxes" } } }
                     tbody {
                         @for s in &v.splits {
-                            tr { td { (s.split) } td { (s.products) } td { (s.frames) } td { (s.augmented) } td { (s.composites) } td { (s.images) } td { (s.boxes) } }
+                            tr { td { (s.split) } td { (s.products) } td { (s.frames) } td { (s.augmented) } td { (s.composites) } td.real { (s.real) } td { (s.images) } td { (s.boxes) } }
                         }
                     }
                 }

@@ -59,6 +59,8 @@ fn shell(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {
                             a href=(paths::SEARCH) { "Search" }
                             a href=(paths::DATASETS) { "Datasets" }
                             a href=(paths::TRAINING) { "Training" }
+                            a href=(paths::SHELVES) { "Shelves" }
+                            a href=(paths::COVERAGE) { "Coverage" }
                             a href=(paths::SYNC) { "Sync" }
                         }
                         form.signout method="post" action=(paths::LOGOUT) {

@@ -2,6 +2,7 @@
 //! Pages are assembled from `render_*` fragments, and the same fragments answer
 //! HTMX requests, so a part of a page looks the same however it was loaded.
 
+pub mod coverage;
 pub mod dashboard;
 pub mod datasets;
 pub mod error;
@@ -12,5 +13,6 @@ pub mod login;
 pub mod paths;
 pub mod products;
 pub mod search;
+pub mod shelves;
 pub mod sync;
 pub mod training;

@@ -17,6 +17,7 @@ mod lanes;
 mod pages;
 mod queue;
 mod sam3;
+mod shelves;
 mod sql;
 mod statuses;
 mod sync;

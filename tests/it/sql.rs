@@ -156,6 +156,7 @@ async fn dataset_split_figures_count_products_images_boxes_and_leaks() {
             Some(r#"[{"class": 0}, {"class": 0}]"#),
         ),
         ("val", "frame", source(p2), None),
+        ("val", "real", source(p2), None),
     ];
     for (ordinal, (split, kind, sources, objects)) in items.iter().enumerate() {
         sqlx::query(
@@ -186,6 +187,8 @@ async fn dataset_split_figures_count_products_images_boxes_and_leaks() {
     assert_eq!(train.get::<i64, _>("products_in_other_splits"), 1);
     let val = &rows[1];
     assert_eq!(val.get::<i64, _>("rendered"), 0);
+    assert_eq!(val.get::<i64, _>("real_crops"), 1);
+    assert_eq!(train.get::<i64, _>("real_crops"), 0);
     assert_eq!(val.get::<i64, _>("products_in_other_splits"), 1);
     // The page's per-version figures agree.
     let counts = buybuddy::db::datasets::split_counts(&db.pool, version)
@@ -193,5 +196,171 @@ async fn dataset_split_figures_count_products_images_boxes_and_leaks() {
         .unwrap();
     assert_eq!(counts[0].products, 2);
     assert_eq!(counts[0].boxes, 4);
-    assert_eq!(counts[1].images, 1);
+    assert_eq!(counts[1].images, 2);
+    assert_eq!(counts[1].real, 1);
+}
+
+/// Shelf coverage on vectors chosen so that every figure is known: product A
+/// has a crop exactly at its prototype and one that looks more like C; B has
+/// one crop at its prototype and one matched only by a model that does not
+/// serve.
+#[tokio::test]
+async fn shelf_coverage_figures_are_right_on_crops_with_known_vectors() {
+    let db = TestDb::new().await;
+    let pool = &db.pool;
+    let model = |name: &str, serving: bool| {
+        sqlx::query_scalar::<_, i32>(
+            "INSERT INTO embedding_models (kind, name, dims, weights_hash, active, serving)
+             VALUES ('classic', $1, 2, $1, $2, $2) RETURNING id",
+        )
+        .bind(name.to_owned())
+        .bind(serving)
+        .fetch_one(pool)
+    };
+    let serving = model("crafted", true).await.unwrap();
+    let other = model("older", false).await.unwrap();
+    let a = seed_product(pool, "1000000000001", "A", 1).await;
+    let b = seed_product(pool, "1000000000002", "B", 1).await;
+    let c = seed_product(pool, "1000000000003", "C", 1).await;
+    sqlx::query("UPDATE products SET category = 'drinks' WHERE id IN ($1, $2)")
+        .bind(a)
+        .bind(b)
+        .execute(pool)
+        .await
+        .unwrap();
+    for (product, vector) in [(a, "[1,0]"), (b, "[0,1]"), (c, "[0.6,0.8]")] {
+        sqlx::query(
+            "INSERT INTO product_embeddings (model_id, product_id, embedding, frame_count)
+             VALUES ($1, $2, $3::vector, 1)",
+        )
+        .bind(serving)
+        .bind(product)
+        .bind(vector)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let image: i32 = sqlx::query_scalar(
+        "INSERT INTO shelf_images (file_name, original_key, storage_key, sha256, width, height)
+         VALUES ('s.jpg', 'k', 'k', 'h', 100, 100) RETURNING id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    // (status, product, model, vector, suggestions, nearest frame's product)
+    let crops = [
+        (
+            "confirmed",
+            Some(a),
+            serving,
+            "[1,0]",
+            vec![(a, 1.0), (c, 0.6), (b, 0.0)],
+            a,
+        ),
+        (
+            "confirmed",
+            Some(a),
+            serving,
+            "[0.6,0.8]",
+            vec![(c, 1.0), (b, 0.8), (a, 0.6)],
+            c,
+        ),
+        (
+            "confirmed",
+            Some(b),
+            serving,
+            "[0,1]",
+            vec![(b, 1.0), (c, 0.8), (a, 0.0)],
+            b,
+        ),
+        ("confirmed", Some(b), other, "[1,0]", vec![(a, 1.0)], a),
+        ("absent", None, serving, "[0,1]", vec![(b, 1.0)], b),
+        ("suggested", None, serving, "[1,0]", vec![(a, 1.0)], a),
+    ];
+    for (status, product, model_id, vector, suggestions, nearest) in crops {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO shelf_boxes (image_id, x, y, width, height, source, crop_key, status, product_id)
+             VALUES ($1, 0, 0, 10, 10, 'drawn', 'c', $2, $3) RETURNING id",
+        )
+        .bind(image)
+        .bind(status)
+        .bind(product)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO shelf_crop_matches (box_id, model_id, embedding, gallery_product_id)
+             VALUES ($1, $2, $3::vector, $4)",
+        )
+        .bind(id)
+        .bind(model_id)
+        .bind(vector)
+        .bind(nearest)
+        .execute(pool)
+        .await
+        .unwrap();
+        for (rank, (p, similarity)) in suggestions.into_iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO shelf_suggestions (box_id, model_id, rank, product_id, similarity)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(model_id)
+            .bind(rank as i16 + 1)
+            .bind(p)
+            .bind(similarity as f32)
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+    let rows = run(pool, "shelf_coverage.sql").await;
+    let figures: Vec<buybuddy::db::shelves::Coverage> = rows
+        .iter()
+        .map(|r| sqlx::FromRow::from_row(r).unwrap())
+        .collect();
+    let close = |x: Option<f64>, y: f64| x.is_some_and(|x| (x - y).abs() < 1e-6);
+    assert_eq!(figures.len(), 2, "{figures:?}");
+    // Worst first: A finds itself in one crop of two.
+    let a = &figures[0];
+    assert_eq!(
+        (a.barcode.as_str(), a.real_crops, a.crops_scored, a.confused),
+        ("1000000000001", 2, 2, 1)
+    );
+    assert!(close(a.mean_similarity, 0.8), "{a:?}");
+    assert!(
+        close(a.mean_margin, 0.0) && close(a.worst_margin, -0.4),
+        "{a:?}"
+    );
+    assert!(close(a.recall_at_1, 0.5), "{a:?}");
+    let b = &figures[1];
+    assert_eq!(
+        (b.barcode.as_str(), b.real_crops, b.crops_scored, b.confused),
+        ("1000000000002", 2, 1, 0)
+    );
+    assert!(close(b.mean_similarity, 1.0), "{b:?}");
+    assert!(
+        close(b.mean_margin, 0.2) && close(b.worst_margin, 0.2),
+        "{b:?}"
+    );
+    assert!(close(b.recall_at_1, 1.0), "{b:?}");
+    // The page's figures are the same query's, and its verdicts follow them.
+    let coverage = buybuddy::db::shelves::coverage(pool).await.unwrap();
+    assert_eq!(coverage.len(), 2);
+    assert_eq!(buybuddy::actions::shelves::verdict(&coverage[0]), "re-film");
+    assert_eq!(
+        buybuddy::actions::shelves::verdict(&coverage[1]),
+        "collect more"
+    );
+    let confusions = buybuddy::db::shelves::confusions(pool, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(confusions.len(), 1);
+    assert_eq!(confusions[0].confused_barcode, "1000000000003");
+    assert_eq!(
+        buybuddy::db::shelves::unscored_confirmed(pool)
+            .await
+            .unwrap(),
+        1
+    );
 }

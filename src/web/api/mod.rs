@@ -8,6 +8,7 @@ mod datasets;
 mod jobs;
 mod products;
 mod search;
+mod shelves;
 mod sync;
 mod training;
 
@@ -22,6 +23,7 @@ pub fn routes(upload_limit: axum::extract::DefaultBodyLimit) -> Router<AppState>
         .merge(training::routes())
         .merge(products::routes())
         .merge(search::routes())
+        .merge(shelves::routes(upload_limit))
         .merge(sync::routes())
 }
 
