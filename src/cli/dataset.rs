@@ -65,6 +65,10 @@ pub enum Command {
         /// Shelf composites in all.
         #[arg(long)]
         composites: Option<u32>,
+        /// The splits that take confirmed real shelf crops (recognition),
+        /// e.g. val,test.
+        #[arg(long, value_delimiter = ',')]
+        real: Vec<String>,
         /// A JSON file: {"selection", "settings", "render"}.
         #[arg(long)]
         settings: Option<PathBuf>,
@@ -153,6 +157,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             seed,
             copies,
             composites,
+            real,
             settings,
             ..
         } => {
@@ -198,6 +203,14 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             }
             if let Some(composites) = composites {
                 input.settings.composites = composites;
+            }
+            for split in real {
+                match split.trim() {
+                    "train" => input.settings.real.train = true,
+                    "val" => input.settings.real.val = true,
+                    "test" => input.settings.real.test = true,
+                    other => anyhow::bail!("--real takes train, val and test, not {other:?}"),
+                }
             }
             let dataset = act::create(ctx, &input).await.map_err(action)?;
             println!(

@@ -7,6 +7,7 @@ mod doctor;
 mod embed;
 mod jobs;
 mod serve;
+mod shelf;
 mod sync;
 mod train;
 mod user;
@@ -92,6 +93,10 @@ pub enum Command {
     /// Training runs: start one, follow it, cancel it, use its model for search.
     #[command(subcommand)]
     Train(train::Command),
+    /// Real shelf photos: upload them with labels, match and review the
+    /// crops, print coverage.
+    #[command(subcommand)]
+    Shelf(shelf::Command),
     /// Measure the platform (figures, not tests).
     #[command(subcommand)]
     Bench(bench::Command),
@@ -148,6 +153,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Search(args) => embed::run_search(args).await?,
         Command::Dataset(command) => dataset::run(command).await?,
         Command::Train(command) => train::run(command).await?,
+        Command::Shelf(command) => shelf::run(command).await?,
         Command::Bench(command) => bench::run(command).await?,
     }
     Ok(ExitCode::SUCCESS)

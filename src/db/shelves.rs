@@ -599,14 +599,15 @@ pub async fn unscored_confirmed(pool: &PgPool) -> sqlx::Result<i64> {
     .await
 }
 
-/// The match jobs of a photo, newest first: (job id, status, progress).
-pub async fn match_jobs(
+/// The match and proposal jobs of a photo, newest first: (job id, kind,
+/// status, progress).
+pub async fn photo_jobs(
     pool: &PgPool,
     image_id: i32,
     limit: i64,
-) -> sqlx::Result<Vec<(Uuid, String, i16)>> {
+) -> sqlx::Result<Vec<(Uuid, String, String, i16)>> {
     sqlx::query_as(
-        "SELECT id, status, progress FROM jobs
+        "SELECT id, kind, status, progress FROM jobs
          WHERE kind IN ('match_shelf', 'propose_boxes') AND payload -> 'image_ids' @> to_jsonb($1::int)
          ORDER BY created_at DESC LIMIT $2",
     )

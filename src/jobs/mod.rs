@@ -10,6 +10,7 @@ pub mod embed;
 pub mod export;
 pub mod match_shelf;
 pub mod probes;
+pub mod propose_boxes;
 pub mod resources;
 pub mod train;
 pub mod video;
@@ -72,6 +73,7 @@ pub enum JobSpec {
     Export(export::Export),
     Train(train::Train),
     MatchShelf(match_shelf::MatchShelf),
+    ProposeBoxes(propose_boxes::ProposeBoxes),
 }
 
 /// Calls `$body` with the job of whichever kind `$spec` holds, bound to `$job`.
@@ -88,6 +90,7 @@ macro_rules! with_job {
             JobSpec::Export($job) => $body,
             JobSpec::Train($job) => $body,
             JobSpec::MatchShelf($job) => $body,
+            JobSpec::ProposeBoxes($job) => $body,
         }
     };
 }
@@ -104,6 +107,7 @@ pub const KINDS: &[&str] = &[
     export::Export::KIND,
     train::Train::KIND,
     match_shelf::MatchShelf::KIND,
+    propose_boxes::ProposeBoxes::KIND,
 ];
 
 /// The stable names of the probe kinds.

@@ -169,6 +169,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::SHELF, get(shelves::show))
         .route(paths::SHELF_DELETE, post(shelves::delete))
         .route(paths::SHELF_BOXES, post(shelves::add_box))
+        .route(paths::SHELF_PROPOSE, post(shelves::propose))
         .route(paths::SHELF_BOX, post(shelves::move_box))
         .route(paths::SHELF_BOX_DELETE, post(shelves::delete_box))
         .route(paths::SHELVES_MATCH, post(shelves::match_crops))

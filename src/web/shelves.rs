@@ -292,7 +292,12 @@ async fn photo_view(
         height: image.height,
         facts,
         boxes,
-        job: found.job.map(|(job, status, progress)| JobState {
+        job: found.job.map(|(job, kind, status, progress)| JobState {
+            kind: if kind == "propose_boxes" {
+                "proposing boxes".into()
+            } else {
+                "matching".into()
+            },
             url: paths::with_id(paths::JOB, job),
             status,
             progress,
@@ -436,6 +441,46 @@ pub async fn delete_box(
         ),
         htmx,
     ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ProposeForm {
+    #[serde(default)]
+    prompts: String,
+    #[serde(default)]
+    min_score: String,
+}
+
+/// `POST /shelves/{id}/propose`: SAM 3 proposals.
+pub async fn propose(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    htmx: HxRequest,
+    Path(id): Path<i32>,
+    Form(form): Form<ProposeForm>,
+) -> Result<Response, AppError> {
+    let min_score = match form.min_score.trim() {
+        "" => Ok(None),
+        text => text
+            .parse::<f32>()
+            .map(Some)
+            .map_err(|_| ActionError::field("min_score", format!("{text:?} is not a number."))),
+    };
+    let result = match min_score {
+        Ok(min_score) => act::propose(state.actions(), id, &form.prompts, min_score).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => Ok(go_to(
+            &with_notice(
+                &paths::with_id(paths::SHELF, id),
+                "A worker with SAM 3 is looking for products on this photo.",
+            ),
+            htmx,
+        )),
+        Err(ActionError::Invalid(errors)) => photo_with_errors(&state, &viewer, id, errors).await,
+        Err(other) => Err(other.into()),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -159,6 +159,8 @@ pub struct BoxRow {
 /// A job working on the photo.
 #[derive(Debug, Clone)]
 pub struct JobState {
+    /// What it does: matching, proposing boxes.
+    pub kind: String,
     pub url: String,
     pub status: String,
     pub progress: i16,
@@ -209,7 +211,7 @@ pub fn photo_page(viewer: &Viewer, view: &PhotoPage) -> Markup {
                         span hx-get=(paths::with_id(paths::SHELF, view.id)) hx-trigger="sse:job" hx-select="#job-state" hx-target="#job-state" hx-swap="outerHTML" {}
                     }
                     span #job-state {
-                        a href=(job.url) { "matching" } ": " span.status.{"status-" (job.status)} { (job.status) }
+                        a href=(job.url) { (job.kind) } ": " span.status.{"status-" (job.status)} { (job.status) }
                         progress max="100" value=(job.progress) {}
                     }
                 }
@@ -270,6 +272,18 @@ pub fn photo_page(viewer: &Viewer, view: &PhotoPage) -> Markup {
                             }
                         }
                     }
+                }
+                details {
+                    summary { "Propose boxes with SAM 3" }
+                    form.row method="post" action=(paths::with_id(paths::SHELF_PROPOSE, view.id)) {
+                        (csrf_field(viewer))
+                        label { "What to look for (comma separated)" input type="text" name="prompts" value="product"; }
+                        label.num { "Minimum score" input type="number" name="min_score" value="0.3" min="0" max="1" step="0.05"; }
+                        button type="submit" { "Propose" }
+                    }
+                    p.muted { "A worker with SAM 3 finds each instance; proposed boxes are listed here to keep, move or delete. Boxes overlapping one already here are not proposed again." }
+                    (messages(&view.errors, "prompts"))
+                    (messages(&view.errors, "min_score"))
                 }
                 details {
                     summary { "Add a box by its numbers" }

@@ -69,6 +69,140 @@ async fn the_video_job_runs_on_the_sam3_segmenter() {
     }
 }
 
+/// Waits for a job to end; returns its status and error.
+async fn ended(pool: &sqlx::PgPool, job: &str) -> (String, Option<String>) {
+    let id: uuid::Uuid = job.parse().unwrap();
+    eventually(std::time::Duration::from_secs(120), "the job", || async {
+        let row: (String, Option<String>) =
+            sqlx::query_as("SELECT status, error_message FROM jobs WHERE id = $1")
+                .bind(id)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        (row.0 != "queued" && row.0 != "running").then_some(row)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn sam3_proposes_boxes_on_a_shelf_photo_once_and_the_classic_segmenter_says_it_cannot() {
+    use std::sync::Arc;
+    let db = TestDb::new().await;
+    let sam3 = buybuddy_worker::segment::Sam3Segmenter::load(
+        &tiny_export(),
+        buybuddy_vision::Sam3Options {
+            device: buybuddy_vision::DeviceChoice::Cpu,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let pipeline = TestPipeline::new().await.with_segmenter(Arc::new(sam3));
+    let server = TestServer::start_with(&db.pool, pipeline.storage.clone()).await;
+    let mut photo = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(buybuddy_vision::sam3::reference_frame(640, 480))
+        .write_to(&mut photo, image::ImageFormat::Jpeg)
+        .unwrap();
+    let form = reqwest::multipart::Form::new().part(
+        "files",
+        reqwest::multipart::Part::bytes(photo.into_inner()).file_name("shelf.jpg"),
+    );
+    let uploaded: Value = server
+        .client
+        .post(server.url("/api/shelves"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let image = uploaded["images"][0][0].as_i64().unwrap();
+    let propose = || async {
+        let response: Value = server
+            .client
+            .post(server.url(&format!("/api/shelves/{image}/propose")))
+            .json(&serde_json::json!({"prompts": ["product", "bottle"], "min_score": 0.0}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        response["job_id"].as_str().unwrap().to_owned()
+    };
+    let boxes = || async {
+        let shown: Value = server
+            .client
+            .get(server.url(&format!("/api/shelves/{image}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        shown["boxes"].as_array().unwrap().clone()
+    };
+
+    let worker = InProcessWorker::start(
+        &db.pool,
+        buybuddy::queue::worker::WorkerConfig {
+            kinds: vec!["propose_boxes"],
+            ..pipeline.worker_config()
+        },
+    );
+    let job = propose().await;
+    assert_eq!(ended(&db.pool, &job).await, ("completed".into(), None));
+    let first = boxes().await;
+    assert!(
+        !first.is_empty(),
+        "the random model proposes something at min score 0"
+    );
+    for b in &first {
+        assert_eq!(b["source"], "proposed");
+        assert!(b["label"] == "product" || b["label"] == "bottle", "{b}");
+        let (x, y) = (b["x"].as_i64().unwrap(), b["y"].as_i64().unwrap());
+        let (w, h) = (b["width"].as_i64().unwrap(), b["height"].as_i64().unwrap());
+        assert!(w >= 4 && h >= 4 && x + w <= 640 && y + h <= 480, "{b}");
+        let crop = pipeline
+            .storage
+            .get(b["crop_key"].as_str().unwrap())
+            .await
+            .unwrap();
+        assert!(!crop.is_empty());
+    }
+    // Asked again, it proposes nothing it proposed before.
+    let job = propose().await;
+    assert_eq!(ended(&db.pool, &job).await.0, "completed");
+    assert_eq!(boxes().await.len(), first.len());
+    worker.stop().await;
+
+    // A worker with the classic segmenter says why it cannot.
+    let classic = buybuddy::jobs::Resources {
+        storage: Some(pipeline.storage.clone()),
+        segmenter: Some(Arc::new(
+            buybuddy_worker::segment::ClassicSegmenter::default(),
+        )),
+        ..Default::default()
+    };
+    let worker = InProcessWorker::start(
+        &db.pool,
+        buybuddy::queue::worker::WorkerConfig {
+            kinds: vec!["propose_boxes"],
+            resources: Arc::new(classic),
+            ..worker_config()
+        },
+    );
+    let job = propose().await;
+    let (status, error) = ended(&db.pool, &job).await;
+    assert_eq!(status, "failed");
+    assert!(
+        error
+            .unwrap_or_default()
+            .contains("cannot tell products apart")
+    );
+    worker.stop().await;
+}
+
 #[tokio::test]
 async fn a_worker_with_a_broken_model_stops_at_start_saying_why() {
     let db = TestDb::new().await;

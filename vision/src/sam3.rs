@@ -383,6 +383,73 @@ impl Sam3 {
         Ok(masks)
     }
 
+    /// Every instance of what `prompt` names in one image that scores at
+    /// least `min_score`, best first: (score, [x, y, width, height] in the
+    /// image's pixels). Boxes are taken on the model's mask grid (each
+    /// query's mask where its logit is above 0, i.e. probability 0.5) and
+    /// scaled to the image.
+    pub fn instances(
+        &self,
+        image: &RgbImage,
+        prompt: &str,
+        min_score: f32,
+    ) -> anyhow::Result<Vec<(f32, [u32; 4])>> {
+        let _busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let (text, text_mask) = self.encode_text(prompt)?;
+        let pixels = tch::no_grad(|| self.preprocess(std::slice::from_ref(image)));
+        let out = self.forward(&pixels, &text, &text_mask)?;
+        let (iw, ih) = image.dimensions();
+        tch::no_grad(|| {
+            let [_, q, h, w] = out.masks.size()[..] else {
+                bail!("mask output of shape {:?}", out.masks.size());
+            };
+            let scores = (out.logits.to_kind(Kind::Float).sigmoid()
+                * out.presence.to_kind(Kind::Float).sigmoid())
+            .to_device(Device::Cpu)
+            .flatten(0, -1);
+            let scores = Vec::<f32>::try_from(scores)?;
+            let inside = Vec::<u8>::try_from(
+                out.masks
+                    .gt(0.0)
+                    .to_kind(Kind::Uint8)
+                    .to_device(Device::Cpu)
+                    .flatten(0, -1),
+            )?;
+            let (gw, gh) = (w as usize, h as usize);
+            let mut found = Vec::new();
+            for j in 0..q as usize {
+                let score = scores[j];
+                if score < min_score {
+                    continue;
+                }
+                let grid = &inside[j * gw * gh..(j + 1) * gw * gh];
+                let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+                for (at, &v) in grid.iter().enumerate() {
+                    if v != 0 {
+                        let (x, y) = (at % gw, at / gw);
+                        x0 = x0.min(x);
+                        y0 = y0.min(y);
+                        x1 = x1.max(x + 1);
+                        y1 = y1.max(y + 1);
+                    }
+                }
+                if x0 == usize::MAX {
+                    continue;
+                }
+                let scale = |v: usize, grid: usize, size: u32| {
+                    ((v as f64 * f64::from(size) / grid as f64).round() as u32).min(size)
+                };
+                let (left, top) = (scale(x0, gw, iw), scale(y0, gh, ih));
+                let (right, bottom) = (scale(x1, gw, iw), scale(y1, gh, ih));
+                if right > left && bottom > top {
+                    found.push((score, [left, top, right - left, bottom - top]));
+                }
+            }
+            found.sort_by(|a, b| b.0.total_cmp(&a.0));
+            Ok(found)
+        })
+    }
+
     /// Picks each frame's product mask from a batch's outputs and brings it to
     /// the frame's size.
     fn choose(

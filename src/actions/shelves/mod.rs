@@ -43,7 +43,7 @@ use crate::{
         embeddings::Model,
         shelves::{NewBox, NewImage, Place},
     },
-    jobs::{JobSpec, match_shelf::MatchShelf},
+    jobs::{JobSpec, match_shelf::MatchShelf, propose_boxes::ProposeBoxes},
     keys,
     queue::{self, Enqueue},
 };
@@ -551,8 +551,9 @@ async fn store_photo(
 pub struct ImageView {
     pub image: db::shelves::ShelfImage,
     pub boxes: Vec<db::shelves::ShelfBox>,
-    /// The newest match or proposal job of the photo: (id, status, progress).
-    pub job: Option<(Uuid, String, i16)>,
+    /// The newest match or proposal job of the photo: (id, kind, status,
+    /// progress).
+    pub job: Option<(Uuid, String, String, i16)>,
 }
 
 pub async fn image(ctx: Ctx<'_>, id: i32) -> Result<ImageView, ActionError> {
@@ -560,7 +561,7 @@ pub async fn image(ctx: Ctx<'_>, id: i32) -> Result<ImageView, ActionError> {
         .await?
         .ok_or_else(|| ActionError::NotFound(format!("There is no shelf photo #{id}.")))?;
     let boxes = db::shelves::boxes_of(ctx.pool, id).await?;
-    let job = db::shelves::match_jobs(ctx.pool, id, 1)
+    let job = db::shelves::photo_jobs(ctx.pool, id, 1)
         .await?
         .into_iter()
         .next();
@@ -614,4 +615,57 @@ pub async fn match_crops(
     )
     .await?;
     Ok((model, job[0], count))
+}
+
+/// The prompt SAM 3 proposes boxes with unless asked otherwise.
+pub const DEFAULT_PROMPT: &str = "product";
+/// SAM 3's own threshold for keeping an instance.
+pub const DEFAULT_MIN_SCORE: f32 = 0.3;
+
+/// Queues SAM 3 box proposals for a photo: one prompt per product kind
+/// expected (comma or line separated; "product" when none).
+pub async fn propose(
+    ctx: Ctx<'_>,
+    image_id: i32,
+    prompts: &str,
+    min_score: Option<f32>,
+) -> Result<Uuid, ActionError> {
+    if db::shelves::image(ctx.pool, image_id).await?.is_none() {
+        return Err(ActionError::NotFound(format!(
+            "There is no shelf photo #{image_id}."
+        )));
+    }
+    let mut list: Vec<String> = prompts
+        .split([',', '\n'])
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    list.dedup();
+    if list.is_empty() {
+        list.push(DEFAULT_PROMPT.to_owned());
+    }
+    if list.len() > 50 || list.iter().any(|p| p.chars().count() > 100) {
+        return Err(ActionError::field(
+            "prompts",
+            "At most 50 prompts of at most 100 characters each.",
+        ));
+    }
+    let min_score = min_score.unwrap_or(DEFAULT_MIN_SCORE);
+    if !(0.0..=1.0).contains(&min_score) {
+        return Err(ActionError::field(
+            "min_score",
+            "The minimum score is between 0 and 1.",
+        ));
+    }
+    let job = queue::enqueue(
+        ctx.pool,
+        ctx.queue,
+        vec![Enqueue::from(JobSpec::ProposeBoxes(ProposeBoxes {
+            image_ids: vec![image_id],
+            prompts: list,
+            min_score,
+        }))],
+    )
+    .await?;
+    Ok(job[0])
 }

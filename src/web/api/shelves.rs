@@ -31,6 +31,7 @@ pub fn routes(upload_limit: axum::extract::DefaultBodyLimit) -> Router<AppState>
         )
         .route(paths::API_SHELF, get(show).delete(delete))
         .route(paths::API_SHELF_BOXES, post(add_boxes))
+        .route(paths::API_SHELF_PROPOSE, post(propose))
         .route(
             paths::API_SHELF_BOX,
             get(show_box).put(move_box).delete(delete_box),
@@ -118,6 +119,37 @@ async fn add_boxes(
     )
     .await?;
     Ok((StatusCode::CREATED, Json(json!({ "boxes": added }))))
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct ProposeBody {
+    #[serde(default)]
+    prompts: Vec<String>,
+    min_score: Option<f32>,
+}
+
+/// `POST /api/shelves/{id}/propose`: `{"prompts"?: ["product"], "min_score"?: 0.3}`.
+async fn propose(
+    State(state): State<AppState>,
+    Path(id): Path<i32>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let body: ProposeBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        ProposeBody::default()
+    } else {
+        json_body(&bytes)?
+    };
+    let job = act::propose(
+        state.actions(),
+        id,
+        &body.prompts.join("\n"),
+        body.min_score,
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"job_id": job, "job_url": paths::with_id(paths::API_JOB, job)})),
+    ))
 }
 
 fn item_json(item: &ReviewItem) -> Value {

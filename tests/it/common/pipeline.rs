@@ -75,6 +75,17 @@ impl TestPipeline {
         self
     }
 
+    /// The same, finding products with this segmenter.
+    pub fn with_segmenter(
+        mut self,
+        segmenter: Arc<dyn buybuddy_worker::segment::Segmenter>,
+    ) -> Self {
+        Arc::get_mut(&mut self.resources)
+            .expect("resources not shared yet")
+            .segmenter = Some(segmenter);
+        self
+    }
+
     /// Worker settings that run video jobs with these resources.
     pub fn worker_config(&self) -> WorkerConfig {
         WorkerConfig {

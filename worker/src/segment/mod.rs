@@ -24,12 +24,30 @@ pub trait Segmenter: Send + Sync {
     /// frame without the product gets an empty mask.
     fn segment(&self, frames: &[RgbImage], prompt: &str) -> anyhow::Result<Vec<GrayImage>>;
 
+    /// Every instance of what `prompt` names in a photo (a shelf), best
+    /// first; `None` when this backend cannot tell instances apart.
+    fn instances(
+        &self,
+        _photo: &RgbImage,
+        _prompt: &str,
+        _min_score: f32,
+    ) -> anyhow::Result<Option<Vec<Instance>>> {
+        Ok(None)
+    }
+
     /// Whether a mask spanning the frame is this backend's known way of
     /// failing (a band of wall or table) rather than a product: such frames
     /// are left out. Otherwise they are kept, with a warning for the reviewer.
     fn spanning_masks_fail(&self) -> bool {
         false
     }
+}
+
+/// One instance found in a photo.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Instance {
+    pub score: f32,
+    pub bbox: BoundingBox,
 }
 
 /// Where a mask's pixels are, in the mask's own coordinates.

@@ -6,7 +6,7 @@ use std::path::Path;
 use buybuddy_vision::{Sam3, Sam3Options};
 use image::{GrayImage, RgbImage};
 
-use super::Segmenter;
+use super::{BoundingBox, Instance, Segmenter};
 
 pub struct Sam3Segmenter {
     model: Sam3,
@@ -32,5 +32,28 @@ impl Segmenter for Sam3Segmenter {
 
     fn segment(&self, frames: &[RgbImage], prompt: &str) -> anyhow::Result<Vec<GrayImage>> {
         self.model.segment(frames, prompt)
+    }
+
+    fn instances(
+        &self,
+        photo: &RgbImage,
+        prompt: &str,
+        min_score: f32,
+    ) -> anyhow::Result<Option<Vec<Instance>>> {
+        let found = self.model.instances(photo, prompt, min_score)?;
+        Ok(Some(
+            found
+                .into_iter()
+                .map(|(score, [x, y, width, height])| Instance {
+                    score,
+                    bbox: BoundingBox {
+                        x,
+                        y,
+                        width,
+                        height,
+                    },
+                })
+                .collect(),
+        ))
     }
 }
