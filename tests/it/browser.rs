@@ -713,3 +713,159 @@ async fn start_a_training_run_from_the_page_and_watch_its_curves_fill_in() {
     .await;
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn draw_a_box_on_a_shelf_photo_and_review_its_crops_with_the_keyboard() {
+    use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
+    let db = TestDb::new().await;
+    let pipeline = TestPipeline::new().await;
+    pipeline.resources.register_models(&db.pool).await.unwrap();
+    let products = crate::datasets::masked_products(&db.pool, &pipeline.storage, 3, 4).await;
+    let server = TestServer::start_with(&db.pool, pipeline.storage.clone()).await;
+    let worker = InProcessWorker::start(
+        &crate::datasets::worker_pool(&db).await,
+        pipeline.worker_config(),
+    );
+    buybuddy::actions::search::backfill(&db.pool, buybuddy::queue::DEFAULT_QUEUE, None)
+        .await
+        .unwrap();
+    until("the products' vectors", Duration::from_secs(60), || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM product_embeddings")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+            == 3
+    })
+    .await;
+    let (photo, labels, names) =
+        crate::shelves::shelf(&db.pool, &pipeline.storage, &products).await;
+    let (status, report) = crate::shelves::upload(
+        &server,
+        vec![
+            (photo, "aisle.jpg"),
+            (labels.into_bytes(), "aisle.txt"),
+            (names.into_bytes(), "data.yaml"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201, "{report}");
+    let image = report["images"][0][0].as_i64().unwrap();
+    let (status, matched) = crate::datasets::post(&server, "/api/shelves/match", json!({})).await;
+    assert_eq!(status, 202, "{matched}");
+    crate::shelves::wait_job(&db.pool, matched["job_id"].as_str().unwrap()).await;
+
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    let email = user(&db).await;
+    sign_in(&browser, &server, &email).await;
+    browser
+        .goto(&server.url(&format!("/shelves/{image}")))
+        .await
+        .unwrap();
+    let boxes = || async {
+        browser
+            .find_all(Locator::Css("#boxes tbody tr"))
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(boxes().await, 4);
+    // Drag across the brown band under the products: a new box.
+    let canvas = browser
+        .find(Locator::Css("#shelf-canvas img"))
+        .await
+        .unwrap();
+    let drag = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveToElement {
+            element: canvas.clone(),
+            duration: None,
+            x: -200.0,
+            y: 90.0,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::MoveToElement {
+            element: canvas,
+            duration: Some(Duration::from_millis(200)),
+            x: -120.0,
+            y: 104.0,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+    browser.perform_actions(drag).await.unwrap();
+    until(
+        "the drawn box in the list",
+        Duration::from_secs(10),
+        || async { boxes().await == 5 },
+    )
+    .await;
+    assert!(text_of(&browser, "p.notice").await.contains("added"));
+    let drawn = text_of(&browser, "#boxes tbody tr:last-child").await;
+    assert!(drawn.contains("drawn") && drawn.contains("new"), "{drawn}");
+    screenshot(&browser, "08-shelf-photo").await;
+
+    // Review with the keyboard: 1 takes the top suggestion, n says the
+    // directory lacks it; the page swaps the next crop in without a reload.
+    browser
+        .goto(&server.url(&format!("/shelves/review?image={image}")))
+        .await
+        .unwrap();
+    browser
+        .execute("window.__sameLoad = true; return null;", vec![])
+        .await
+        .unwrap();
+    assert!(
+        text_of(&browser, ".review-counter")
+            .await
+            .starts_with("5 left")
+    );
+    let body = browser.find(Locator::Css("body")).await.unwrap();
+    body.send_keys("1").await.unwrap();
+    until("one crop confirmed", Duration::from_secs(10), || async {
+        text_of(&browser, ".review-counter")
+            .await
+            .starts_with("4 left")
+    })
+    .await;
+    browser
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys("n")
+        .await
+        .unwrap();
+    until(
+        "one crop not in the directory",
+        Duration::from_secs(10),
+        || async {
+            text_of(&browser, ".review-counter")
+                .await
+                .contains("1 not in the directory")
+        },
+    )
+    .await;
+    let same = browser
+        .execute("return window.__sameLoad === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(same, json!(true), "reviewed without a reload");
+    screenshot(&browser, "09-shelf-review").await;
+    let decided: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT b.status, p.barcode FROM shelf_boxes b LEFT JOIN products p ON p.id = b.product_id
+         WHERE b.status IN ('confirmed', 'absent') ORDER BY b.id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        decided,
+        [
+            ("confirmed".to_owned(), Some(products[0].1.clone())),
+            ("absent".to_owned(), None)
+        ]
+    );
+    browser.close().await.unwrap();
+    worker.stop().await;
+}

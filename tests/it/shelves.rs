@@ -29,7 +29,7 @@ const FRAME: usize = 2;
 /// each product, then a magenta product the directory lacks), as a JPEG,
 /// with the YOLO labels of the product boxes (classes: the barcodes, and
 /// `unknown`).
-async fn shelf(
+pub(crate) async fn shelf(
     pool: &sqlx::PgPool,
     storage: &Storage,
     products: &[(Uuid, String)],
@@ -91,7 +91,7 @@ fn part(bytes: Vec<u8>, name: &str) -> reqwest::multipart::Part {
 /// Files of an upload: their bytes and names.
 type Files<'a> = Vec<(Vec<u8>, &'a str)>;
 
-async fn upload(server: &TestServer, files: Files<'_>) -> (u16, Value) {
+pub(crate) async fn upload(server: &TestServer, files: Files<'_>) -> (u16, Value) {
     let mut form = reqwest::multipart::Form::new().text("store", "Migros Kadikoy");
     for (bytes, name) in files {
         form = form.part("files", part(bytes, name));
@@ -111,7 +111,7 @@ async fn upload(server: &TestServer, files: Files<'_>) -> (u16, Value) {
     )
 }
 
-async fn wait_job(pool: &sqlx::PgPool, job: &str) {
+pub(crate) async fn wait_job(pool: &sqlx::PgPool, job: &str) {
     let id: Uuid = job.parse().unwrap();
     wait_for_status(pool, id, "completed", Duration::from_secs(120)).await;
 }
