@@ -83,6 +83,27 @@ if "$bin" dataset export sample-shelf --format coco --out "$REPO_ROOT/.data/samp
 	info "$(python3 -c 'import json,sys,zipfile; e=json.load(sys.stdin); z=zipfile.ZipFile(e["path"]); s=[json.loads(z.read("annotations/instances_%s.json" % p)) for p in ("train", "val", "test")]; print("dataset sample-shelf: %s images, %d boxes with polygons, %.1f MB, in %s" % ("/".join(str(len(a["images"])) for a in s) + " train/val/test", sum(len(a["annotations"]) for a in s), e["size"]/1e6, e["path"]))' <"$REPO_ROOT/.data/samples/export.json")"
 fi
 
+step "Shelf photos: synthetic shelves of the sample products, matched and reviewed"
+# Two shelf photos made of the sample products' own frames (pasted on
+# shelves over generated backgrounds, with YOLO labels naming each product by
+# its barcode), uploaded with their labels, every crop matched to the
+# directory by the worker with the serving model, each crop confirmed as the
+# product its label names (as a person with the labelled photos would), and
+# the coverage figures printed. Made once.
+shelves="$REPO_ROOT/.data/samples/shelves"
+if [ "$("$bin" shelf list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 0 ]; then
+	"$bin" shelf sample --out "$shelves" --photos 2 --per-photo 5 --seed 3 >/dev/null
+	"$bin" shelf upload "$shelves"/shelf-*.jpg "$shelves"/shelf-*.txt "$shelves/data.yaml" --store "Sample store" >"$REPO_ROOT/.data/samples/shelf-upload.json"
+	info "$(python3 -c 'import json,sys; r=json.load(sys.stdin); print("uploaded %d shelf photos with %d boxes" % (len(r["images"]), r["boxes"]))' <"$REPO_ROOT/.data/samples/shelf-upload.json")"
+	"$bin" shelf match --wait >/dev/null 2>&1 || true
+	for image in $("$bin" shelf list | python3 -c 'import json,sys; print(" ".join(str(i["id"]) for i in json.load(sys.stdin)))'); do
+		"$bin" shelf show "$image" | python3 -c 'import json,sys; print("\n".join("%s %s" % (b["id"], b["label"]) for b in json.load(sys.stdin)["boxes"] if b["label"]))' |
+			while read -r box label; do "$bin" shelf review "$box" confirm --product "$label" >/dev/null; done
+	done
+fi
+psql -X -q "$("$bin" db url)" -c '\pset footer off' -f sql/shelf_matching.sql | sed 's/^/    /'
+"$bin" shelf coverage | python3 -c 'import json,sys; r=json.load(sys.stdin); p=r["products"]; print("    coverage by %s: %d products with real crops; worst: %s" % (r["model"], len(p), ", ".join("%s (recall@1 %.2f, %s)" % (x["barcode"], x["recall_at_1"] or 0, x["verdict"]) for x in p[:3]) or "none"))'
+
 step "Training an embedding model on the sample products (on the worker)"
 # A recognition dataset of the five products (3 to train on, 2 never seen
 # in training to validate on), the tiny preset trained from scratch, and
@@ -96,6 +117,15 @@ if "$bin" train start sample-products --epochs 6 --wait >"$REPO_ROOT/.data/sampl
 	info "$(python3 -c 'import json,sys; r=json.load(sys.stdin); b=r["baseline"]; v=r["validation"]; best=max(v[1:], key=lambda m: m["map_at_r"]); print("run %s: validation recall@1 %.3f before training, %.3f after (classic descriptor %.3f); model %s" % (r["name"], b["base"]["recall_at_1"], best["recall_at_1"], b["classic"]["recall_at_1"], r["model"]))' <"$REPO_ROOT/.data/samples/train.json")"
 	run_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["run"])' <"$REPO_ROOT/.data/samples/train.json")
 	"$bin" train use "$run_id" 2>&1 | while read -r line; do info "$line"; done
+	# Search keeps answering from the classic descriptor until every product
+	# has the trained model's vectors; then the shelf crops are matched again
+	# with it, and both models' figures are printed side by side.
+	for _ in $(seq 1 120); do
+		"$bin" models list | python3 -c 'import json,sys; sys.exit(0 if any(m["serving"] and m["kind"] == "dinov2" for m in json.load(sys.stdin)) else 1)' && break
+		sleep 1
+	done
+	"$bin" shelf match --wait >/dev/null 2>&1 || true
+	psql -X -q "$("$bin" db url)" -c '\pset footer off' -f sql/shelf_matching.sql | sed 's/^/    /'
 else
 	info "training did not finish: see $REPO_ROOT/.data/samples/train.log"
 fi
@@ -107,5 +137,6 @@ printf '    Queue a test job:   %s jobs push sleep millis=3000 steps=6\n' "$bin"
 printf '    Search by photo:    http://%s/search\n' "$bind"
 printf '    Datasets:           http://%s/datasets\n' "$bind"
 printf '    Training:           http://%s/training\n' "$bind"
+printf '    Shelf photos:       http://%s/shelves (review: /shelves/review, coverage: /coverage)\n' "$bind"
 printf '    Stop with Ctrl-C.\n\n'
 wait -n "${pids[@]}"

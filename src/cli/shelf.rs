@@ -259,22 +259,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             print(json!(decided))?;
         }
         Command::Coverage { .. } => {
-            let report = act::coverage(ctx, 500).await.map_err(action)?;
-            let products: Vec<_> = report
-                .products
-                .iter()
-                .map(|c| {
-                    let mut v = json!(c);
-                    v["verdict"] = json!(act::verdict(c));
-                    v
-                })
-                .collect();
-            print(json!({
-                "model": report.model.map(|m| m.label()),
-                "products": products,
-                "categories": report.categories,
-                "unscored": report.unscored,
-            }))?;
+            print(json!(act::coverage(ctx, 500).await.map_err(action)?))?;
         }
         Command::Sample {
             out,

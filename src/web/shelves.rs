@@ -691,7 +691,8 @@ pub async fn coverage(State(state): State<AppState>, viewer: Viewer) -> Result<M
         rows: report
             .products
             .iter()
-            .map(|c| CoverageRow {
+            .map(|p| (&p.figures, p.verdict))
+            .map(|(c, verdict)| CoverageRow {
                 barcode: c.barcode.clone(),
                 name: c.product_name.clone().unwrap_or_default(),
                 category: c.category.clone().unwrap_or_default(),
@@ -703,7 +704,7 @@ pub async fn coverage(State(state): State<AppState>, viewer: Viewer) -> Result<M
                 mean_margin: figure(c.mean_margin),
                 worst_margin: figure(c.worst_margin),
                 confused: c.confused,
-                verdict: act::verdict(c),
+                verdict,
             })
             .collect(),
         categories: report

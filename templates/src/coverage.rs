@@ -22,7 +22,7 @@ pub struct CoverageRow {
     pub mean_margin: String,
     pub worst_margin: String,
     pub confused: i64,
-    /// What to do about it: re-film, collect more, fine.
+    /// What to do about it: re-film, confusable, collect more, covered.
     pub verdict: &'static str,
 }
 
@@ -63,7 +63,7 @@ pub fn page(viewer: &Viewer, view: &CoveragePage) -> Markup {
             p.muted {
                 "How well the filmed frames of each product represent it on real shelves, from its confirmed crops"
                 @if let Some(m) = &view.model { ", by " (m) }
-                ". Recall@1: the share of its crops whose nearest filmed frame (of every product) is its own. Similarity: to the product's prototype. Margin: that similarity minus the nearest other product's (below 0, the crop looks more like another product). Worst first: film these again, or collect more real photos of them."
+                ". Recall@1: the share of its crops whose nearest filmed frame (of every product) is its own. Similarity: to the product's prototype. Margin: that similarity minus the nearest other product's (below 0, the crop looks more like another product). Worst first. Verdicts: re-film (its frames miss half or more of its crops), confusable (its crops look more like another product on average), collect more (fewer than 3 crops), covered."
             }
             @if view.unscored > 0 {
                 div.warning {

@@ -29,12 +29,21 @@ pub struct CategoryLine {
     pub poorly_covered: usize,
 }
 
+/// A product's figures with what to do about them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProductCoverage {
+    #[serde(flatten)]
+    pub figures: Coverage,
+    pub verdict: &'static str,
+}
+
 /// Everything the Coverage page shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct CoverageReport {
     /// The serving model the figures are of.
+    #[serde(serialize_with = "label")]
     pub model: Option<Model>,
-    pub products: Vec<Coverage>,
+    pub products: Vec<ProductCoverage>,
     pub categories: Vec<CategoryLine>,
     pub confusions: Vec<Confusion>,
     /// Confirmed crops without vectors of the serving model (match them).
@@ -48,15 +57,19 @@ pub const POOR_RECALL: f64 = 0.5;
 /// Fewer confirmed crops than this say too little: collect more.
 pub const FEW_CROPS: i64 = 3;
 
-/// What to do about a product, from its figures: `re-film` when half or
-/// more of its real crops are taken for other products (or look more like another
-/// product than like it), `collect more` real photos when it has too few
-/// crops to tell, `covered` otherwise.
+/// What to do about a product, from its figures:
+/// - `re-film`: half or more of its real crops are not found by its own
+///   frames (recall@1 at most 0.5);
+/// - `confusable`: its frames find its crops, but the crops look more like
+///   another product's prototype than like its own on average (a look-alike:
+///   film both from the sides where they differ, or train on real crops);
+/// - `collect more`: fewer than 3 crops say too little;
+/// - `covered`.
 pub fn verdict(c: &Coverage) -> &'static str {
     match (c.recall_at_1, c.mean_margin) {
         (None, _) => "not scored",
         (Some(r), _) if r <= POOR_RECALL => "re-film",
-        (_, Some(m)) if m < 0.0 => "re-film",
+        (_, Some(m)) if m < 0.0 => "confusable",
         _ if c.crops_scored < FEW_CROPS => "collect more",
         _ => "covered",
     }
@@ -71,10 +84,21 @@ pub async fn coverage(ctx: Ctx<'_>, confusions: i64) -> Result<CoverageReport, A
     Ok(CoverageReport {
         model,
         categories: by_category(&products),
-        products,
+        products: products
+            .into_iter()
+            .map(|figures| ProductCoverage {
+                verdict: verdict(&figures),
+                figures,
+            })
+            .collect(),
         confusions: confused,
         unscored,
     })
+}
+
+/// A model as its label ("classic (classic, 256-d, #1)").
+fn label<S: serde::Serializer>(model: &Option<Model>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_some(&model.as_ref().map(Model::label))
 }
 
 /// The per-product figures pooled by category (crop-weighted), worst first.
@@ -145,6 +169,19 @@ mod tests {
             recall_at_1: (scored > 0).then_some(recall),
             confused: 0,
         }
+    }
+
+    #[test]
+    fn verdicts_say_what_to_do() {
+        let with_margin = |scored, recall, margin| Coverage {
+            mean_margin: Some(margin),
+            ..line(Some("drinks"), scored, recall, 0.8)
+        };
+        assert_eq!(verdict(&with_margin(4, 0.5, 0.2)), "re-film");
+        assert_eq!(verdict(&with_margin(4, 1.0, -0.01)), "confusable");
+        assert_eq!(verdict(&with_margin(2, 1.0, 0.2)), "collect more");
+        assert_eq!(verdict(&with_margin(3, 0.75, 0.0)), "covered");
+        assert_eq!(verdict(&line(None, 0, 0.0, 0.0)), "not scored");
     }
 
     #[test]

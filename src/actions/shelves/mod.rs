@@ -13,7 +13,7 @@ mod coverage;
 mod review;
 
 pub use boxes::{BoxInput, add_boxes, delete_box, move_box};
-pub use coverage::{CategoryLine, CoverageReport, coverage, verdict};
+pub use coverage::{CategoryLine, CoverageReport, ProductCoverage, coverage, verdict};
 pub use review::{Decision, ReviewItem, SuggestionView, decide, next_to_review, review_item};
 
 use std::{

@@ -264,21 +264,7 @@ async fn coverage(
     State(state): State<AppState>,
     Query(limit): Query<Limit>,
 ) -> Result<Json<Value>, AppError> {
-    let report = act::coverage(state.actions(), limit.get()).await?;
-    let products: Vec<Value> = report
-        .products
-        .iter()
-        .map(|c| {
-            let mut v = json!(c);
-            v["verdict"] = json!(act::verdict(c));
-            v
-        })
-        .collect();
-    Ok(Json(json!({
-        "model": report.model.as_ref().map(|m| m.label()),
-        "products": products,
-        "categories": report.categories,
-        "confusions": report.confusions,
-        "unscored": report.unscored,
-    })))
+    Ok(Json(json!(
+        act::coverage(state.actions(), limit.get()).await?
+    )))
 }
