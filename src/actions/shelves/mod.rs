@@ -25,7 +25,7 @@ use std::{
 use anyhow::anyhow;
 use buybuddy_dataset::labels::{self, FileRole, ImageEntry, LabelEntry, Labelled};
 use buybuddy_worker::{
-    media::photo::{self, Limits, PhotoError, Probe},
+    media::photo::{self, Limits, Probe},
     postprocess,
     segment::BoundingBox,
     storage::Storage,
@@ -60,6 +60,8 @@ pub const MAX_PHOTOS: usize = 2_000;
 pub const MAX_BOXES: usize = 2_000;
 /// The largest label file.
 const MAX_LABEL_BYTES: u64 = 20 << 20;
+/// Entries of one ZIP at most (photos, labels and what is left aside).
+const MAX_ZIP_ENTRIES: usize = 20_000;
 /// The smallest box side, in pixels.
 pub const MIN_BOX_SIDE: i32 = 4;
 /// The quality of the JPEGs stored for the browser and of the crops.
@@ -152,6 +154,22 @@ struct Manifest {
     problems: Vec<String>,
 }
 
+/// The largest file of a kind (by its name).
+fn limit_for(name: &str) -> u64 {
+    match labels::role(name) {
+        FileRole::YoloLabels | FileRole::Names | FileRole::Coco => MAX_LABEL_BYTES,
+        _ => PHOTO_LIMITS.max_bytes as u64,
+    }
+}
+
+fn too_large(name: &str, size: u64, limit: u64) -> String {
+    format!(
+        "{name}: is {} MB; the most accepted is {} MB",
+        size >> 20,
+        limit >> 20
+    )
+}
+
 fn read_all(sent: &[Sent]) -> Manifest {
     let mut manifest = Manifest {
         photos: Vec::new(),
@@ -160,8 +178,14 @@ fn read_all(sent: &[Sent]) -> Manifest {
         problems: Vec::new(),
     };
     for file in sent {
+        let size = std::fs::metadata(&file.path).map_or(0, |m| m.len());
         match is_zip(file) {
             Ok(true) => read_zip(file, &mut manifest),
+            Ok(false) if size > limit_for(&file.name) => {
+                manifest
+                    .problems
+                    .push(too_large(&file.name, size, limit_for(&file.name)))
+            }
             Ok(false) => match std::fs::read(&file.path) {
                 Ok(bytes) => take(
                     &file.name,
@@ -195,6 +219,14 @@ fn read_zip(file: &Sent, manifest: &mut Manifest) {
             return;
         }
     };
+    if archive.len() > MAX_ZIP_ENTRIES {
+        manifest.problems.push(format!(
+            "{}: holds {} entries; at most {MAX_ZIP_ENTRIES} go in one ZIP",
+            file.name,
+            archive.len()
+        ));
+        return;
+    }
     for index in 0..archive.len() {
         let (name, size) = match archive.by_index(index) {
             Ok(entry) => (entry.name().to_owned(), entry.size()),
@@ -208,23 +240,16 @@ fn read_zip(file: &Sent, manifest: &mut Manifest) {
         if !wanted_entry(&name) {
             continue;
         }
-        let limit = match labels::role(&name) {
-            FileRole::Image => PHOTO_LIMITS.max_bytes as u64,
-            FileRole::Other => {
-                manifest.ignored.push(name);
-                continue;
-            }
-            _ => MAX_LABEL_BYTES,
-        };
-        if size > limit {
-            manifest.problems.push(format!(
-                "{name}: is {} MB; the most accepted is {} MB",
-                size >> 20,
-                limit >> 20
-            ));
+        if labels::role(&name) == FileRole::Other {
+            manifest.ignored.push(name);
             continue;
         }
-        match read_entry(&mut archive, index) {
+        let limit = limit_for(&name);
+        if size > limit {
+            manifest.problems.push(too_large(&name, size, limit));
+            continue;
+        }
+        match read_entry(&mut archive, index, limit) {
             Ok(bytes) => take(
                 &name,
                 Origin::Zipped(file.path.clone(), index),
@@ -238,21 +263,30 @@ fn read_zip(file: &Sent, manifest: &mut Manifest) {
     }
 }
 
+/// An entry's bytes, at most `limit` of them whatever its header says.
 fn read_entry<R: Read + Seek>(
     archive: &mut zip::ZipArchive<R>,
     index: usize,
+    limit: u64,
 ) -> anyhow::Result<Vec<u8>> {
-    let mut entry = archive.by_index(index)?;
-    let mut bytes = Vec::with_capacity(entry.size() as usize);
-    entry.read_to_end(&mut bytes)?;
+    let entry = archive.by_index(index)?;
+    let mut bytes = Vec::with_capacity(entry.size().min(limit) as usize);
+    entry.take(limit + 1).read_to_end(&mut bytes)?;
+    anyhow::ensure!(
+        bytes.len() as u64 <= limit,
+        "it unpacks to more than {} MB",
+        limit >> 20
+    );
     Ok(bytes)
 }
 
 /// Files one by one: a photo is probed and hashed (its pixels are read later,
-/// one photo at a time), a label file kept as text.
+/// one photo at a time), a label file kept as text. A loose file with no
+/// telling name may still be a photo; in a ZIP, such files are left aside
+/// before they get here.
 fn take(path: &str, origin: Origin, bytes: Vec<u8>, manifest: &mut Manifest) {
     match labels::role(path) {
-        FileRole::Image => match photo::probe(&bytes, &PHOTO_LIMITS) {
+        FileRole::Image | FileRole::Other => match photo::probe(&bytes, &PHOTO_LIMITS) {
             Ok(probe) => manifest.photos.push(Checked {
                 path: path.to_owned(),
                 origin,
@@ -261,21 +295,6 @@ fn take(path: &str, origin: Origin, bytes: Vec<u8>, manifest: &mut Manifest) {
             }),
             Err(e) => manifest.problems.push(format!("{path}: {e}")),
         },
-        FileRole::Other => {
-            // A loose file with no telling name may still be a photo.
-            match photo::probe(&bytes, &PHOTO_LIMITS) {
-                Ok(probe) => manifest.photos.push(Checked {
-                    path: path.to_owned(),
-                    origin,
-                    probe,
-                    sha256: format!("{:x}", Sha256::digest(&bytes)),
-                }),
-                Err(PhotoError::NotAnImage) if matches!(origin, Origin::Zipped(..)) => {
-                    manifest.ignored.push(path.to_owned())
-                }
-                Err(e) => manifest.problems.push(format!("{path}: {e}")),
-            }
-        }
         _ => match String::from_utf8(bytes) {
             Ok(text) => manifest.labels.push(LabelEntry {
                 path: path.to_owned(),
@@ -431,7 +450,7 @@ fn bytes_of(origin: &Origin) -> anyhow::Result<Vec<u8>> {
         Origin::File(path) => Ok(std::fs::read(path)?),
         Origin::Zipped(path, index) => {
             let mut archive = zip::ZipArchive::new(std::fs::File::open(path)?)?;
-            read_entry(&mut archive, *index)
+            read_entry(&mut archive, *index, PHOTO_LIMITS.max_bytes as u64)
         }
     }
 }
