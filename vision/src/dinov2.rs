@@ -674,16 +674,18 @@ impl Dinov2 {
         )
     }
 
-    /// One L2-normalised embedding per image. 518x518 images go in as they
-    /// are; others are resized so the short side is 518 and centre-cropped.
+    /// One L2-normalised embedding per image, each brought to the model's
+    /// own input size first (see [`to_input`]): frames go in as the model saw
+    /// them in training.
     pub fn embed(&self, images: &[RgbImage]) -> anyhow::Result<Vec<Vec<f32>>> {
+        let size = u32::try_from(self.config.image_size).unwrap_or(INPUT_SIZE);
         let model = self.model();
         let mut out = Vec::with_capacity(images.len());
         for chunk in images.chunks(self.options.batch_size) {
             let pixels = Tensor::stack(
                 &chunk
                     .iter()
-                    .map(|image| pixels(&to_input(image)))
+                    .map(|image| pixels(&to_input(image, size)))
                     .collect::<Vec<_>>(),
                 0,
             )
@@ -811,24 +813,33 @@ pub(crate) fn load_weights(
     Ok(())
 }
 
-/// A square 518x518 RGB image: as it is when it already is one, else resized
-/// (bicubic) so the short side is 518 and cropped around the centre.
-pub fn to_input(image: &RgbImage) -> std::borrow::Cow<'_, RgbImage> {
+/// A square image of `size` pixels a side (the model's own `image_size`: 518
+/// for the published checkpoints, the preset's size for a model trained
+/// here): as it is when it already is one; else resized so the short side is
+/// `size` (a triangle filter when shrinking, as training brings frames to its
+/// size; bicubic when enlarging) and cropped around the centre.
+pub fn to_input(image: &RgbImage, size: u32) -> std::borrow::Cow<'_, RgbImage> {
     let (w, h) = image.dimensions();
-    if (w, h) == (INPUT_SIZE, INPUT_SIZE) {
+    if (w, h) == (size, size) {
         return std::borrow::Cow::Borrowed(image);
     }
     let short = w.min(h).max(1) as f64;
-    let scale = INPUT_SIZE as f64 / short;
+    let scale = f64::from(size) / short;
     let (nw, nh) = (
-        ((w as f64 * scale).round() as u32).max(INPUT_SIZE),
-        ((h as f64 * scale).round() as u32).max(INPUT_SIZE),
+        ((w as f64 * scale).round() as u32).max(size),
+        ((h as f64 * scale).round() as u32).max(size),
     );
-    let resized = image::imageops::resize(image, nw, nh, FilterType::CatmullRom);
-    let (x, y) = ((nw - INPUT_SIZE) / 2, (nh - INPUT_SIZE) / 2);
-    std::borrow::Cow::Owned(
-        image::imageops::crop_imm(&resized, x, y, INPUT_SIZE, INPUT_SIZE).to_image(),
-    )
+    let filter = if scale < 1.0 {
+        FilterType::Triangle
+    } else {
+        FilterType::CatmullRom
+    };
+    let resized = image::imageops::resize(image, nw, nh, filter);
+    if (nw, nh) == (size, size) {
+        return std::borrow::Cow::Owned(resized);
+    }
+    let (x, y) = ((nw - size) / 2, (nh - size) / 2);
+    std::borrow::Cow::Owned(image::imageops::crop_imm(&resized, x, y, size, size).to_image())
 }
 
 /// An RGB image as the model's input: [3, H, W], scaled to [0, 1] and

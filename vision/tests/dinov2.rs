@@ -253,3 +253,47 @@ fn a_trained_model_embeds_the_same_in_transformers() {
     let difference = max_difference(&ours, theirs);
     assert!(difference < 1e-4, "transformers differs by {difference:e}");
 }
+
+/// A model trained here at its preset's size (112 for the tiny preset) sees
+/// 518x518 frames brought to that size, as training brought them: what the
+/// embed job stores for a frame is what the run validated on.
+#[test]
+fn a_trained_model_embeds_frames_at_its_own_size() {
+    use buybuddy_vision::train::{Base, Loss, Optimiser, Preset, Setup, Trainer};
+    let trainer = Trainer::new(
+        &Base::Scratch(Preset::Tiny),
+        Setup {
+            classes: 2,
+            loss: Loss::default(),
+            optimiser: Optimiser::default(),
+            frozen_blocks: 0,
+            head_dim: 16,
+            total_steps: 1,
+            seed: 5,
+        },
+        tch::Device::Cpu,
+    )
+    .unwrap();
+    let size = trainer.input_size();
+    assert_eq!(size, 112);
+    let dir = tempfile::tempdir().unwrap();
+    trainer.save_model(dir.path()).unwrap();
+    let model = Dinov2::load(dir.path(), cpu()).unwrap();
+    let frame = RgbImage::from_fn(518, 518, |x, y| {
+        image::Rgb([
+            (x % 256) as u8,
+            (y % 256) as u8,
+            ((x / 7 + y / 5) % 256) as u8,
+        ])
+    });
+    let ours = Tensor::from_slice(&model.embed(std::slice::from_ref(&frame)).unwrap()[0]);
+    let small = image::imageops::resize(&frame, 112, 112, image::imageops::FilterType::Triangle);
+    let trained = trainer
+        .embed(&buybuddy_vision::dinov2::pixels(&small).unsqueeze(0))
+        .get(0);
+    let difference = max_difference(&ours, &trained);
+    assert!(
+        difference < 1e-5,
+        "the embed path differs from training by {difference:e}"
+    );
+}
