@@ -216,6 +216,15 @@ mod tests {
             JobSpec::Augment(augment::Augment { version_id: 1 }),
             JobSpec::Export(export::Export { export_id: 1 }),
             JobSpec::Train(train::Train { run_id: 1 }),
+            JobSpec::MatchShelf(match_shelf::MatchShelf {
+                image_ids: vec![1],
+                model_id: 1,
+            }),
+            JobSpec::ProposeBoxes(propose_boxes::ProposeBoxes {
+                image_ids: vec![1],
+                prompts: vec!["product".into()],
+                min_score: 0.3,
+            }),
         ]
     }
 
