@@ -130,6 +130,22 @@ async fn fill(browser: &Client, css: &str, value: &str) {
     field.send_keys(value).await.unwrap();
 }
 
+/// Clicks what is there now, trying again while a live part of the page is
+/// swapped out between finding the element and clicking it.
+async fn click_live(browser: &Client, css: &str) {
+    until(
+        &format!("a click on {css}"),
+        Duration::from_secs(10),
+        || async {
+            match browser.find(Locator::Css(css)).await {
+                Ok(element) => element.click().await.is_ok(),
+                Err(_) => false,
+            }
+        },
+    )
+    .await;
+}
+
 async fn click(browser: &Client, css: &str) {
     browser
         .find(Locator::Css(css))
@@ -555,20 +571,7 @@ async fn make_a_dataset_watch_the_preview_follow_the_settings_and_download_an_ex
     })
     .await;
     // The panel reloads itself while work is in flight: click what is there.
-    until(
-        "the export to be asked for",
-        Duration::from_secs(10),
-        || async {
-            match browser
-                .find(Locator::Css("#version-1 button[value=coco]"))
-                .await
-            {
-                Ok(button) => button.click().await.is_ok(),
-                Err(_) => false,
-            }
-        },
-    )
-    .await;
+    click_live(&browser, "#version-1 button[value=coco]").await;
     until(
         "the export's download link",
         Duration::from_secs(60),
@@ -704,7 +707,8 @@ async fn start_a_training_run_from_the_page_and_watch_its_curves_fill_in() {
         "before training and after each of 12 epochs"
     );
     screenshot(&browser, "07-training-run").await;
-    click(&browser, "form[action$='/use'] button").await;
+    // The run's live part is swapped in on every job event.
+    click_live(&browser, "form[action$='/use'] button").await;
     until(
         "the model to be in use",
         Duration::from_secs(10),
