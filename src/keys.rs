@@ -13,6 +13,8 @@
 //! | backgrounds | `backgrounds/{id}.{png,jpg}` (a fresh id per upload) |
 //! | shelf photos | `shelves/{id}/original.{ext}`, `shelves/{id}/photo.jpg` (a fresh id per photo) |
 //! | shelf crops | `shelves/{id}/crops/{x}-{y}-{w}-{h}.jpg` (the same box, the same key) |
+//! | merchant images | `merchants/{merchant}/images/{line}.jpg` |
+//! | merchant lists | `merchants/{merchant}/uploads/{id}.csv` (a fresh id per upload) |
 
 use buybuddy_domain::Barcode;
 use uuid::Uuid;
@@ -110,6 +112,17 @@ pub fn shelf_folder_of(key: &str) -> &str {
 /// The crop of a box: named by the box, so the same box writes the same key.
 pub fn shelf_crop(folder: &str, x: i32, y: i32, w: i32, h: i32) -> String {
     format!("{folder}crops/{x}-{y}-{w}-{h}.jpg")
+}
+
+/// A merchant line's image, as fetched from its link (re-encoded as JPEG).
+pub fn merchant_image(merchant: i32, line: i64) -> String {
+    format!("merchants/{merchant}/images/{line}.jpg")
+}
+
+/// A merchant's list uploaded on the page, kept between the upload and the
+/// mapping step (a fresh id per upload).
+pub fn merchant_upload(merchant: i32) -> String {
+    format!("merchants/{merchant}/uploads/{}.csv", Uuid::now_v7())
 }
 
 /// A new key for an uploaded file: a fresh id, and the client's file name

@@ -1,7 +1,6 @@
-// Shelf photos in the browser: drawing, moving and resizing boxes on a photo,
-// and the review's keyboard shortcuts. The pages work without this script:
-// boxes are listed, added by their numbers and deleted with plain forms, and
-// every review action is a button.
+// Shelf photos in the browser: drawing, moving and resizing boxes on a photo.
+// The page works without this script: boxes are listed, added by their
+// numbers and deleted with plain forms.
 (function () {
   "use strict";
 
@@ -140,30 +139,6 @@
       post(url, {}, csrf).then(settle);
     });
   }
-
-  // The review: 1-5 take a suggestion, n not in the directory, s skip, / search.
-  document.addEventListener("keydown", (e) => {
-    const review = document.getElementById("review");
-    if (!review || e.ctrlKey || e.metaKey || e.altKey) return;
-    const target = e.target;
-    if (target && /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName)) {
-      if (e.key === "Escape") target.blur();
-      return;
-    }
-    if (e.key === "/") {
-      const pick = document.getElementById("pick");
-      if (pick) {
-        pick.focus();
-        e.preventDefault();
-      }
-      return;
-    }
-    const button = review.querySelector('button[data-key="' + CSS.escape(e.key) + '"]');
-    if (button && !button.disabled) {
-      e.preventDefault();
-      button.click();
-    }
-  });
 
   document.addEventListener("DOMContentLoaded", () => {
     const canvas = document.getElementById("shelf-canvas");

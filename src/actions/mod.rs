@@ -7,6 +7,7 @@
 
 pub mod datasets;
 pub mod jobs;
+pub mod merchants;
 pub mod metadata;
 pub mod products;
 pub mod search;

@@ -6,6 +6,7 @@ mod db;
 mod doctor;
 mod embed;
 mod jobs;
+mod merchant;
 mod serve;
 mod shelf;
 mod sync;
@@ -97,6 +98,9 @@ pub enum Command {
     /// crops, print coverage.
     #[command(subcommand)]
     Shelf(shelf::Command),
+    /// Merchants: import their product lists, assign the lines, export.
+    #[command(subcommand)]
+    Merchant(merchant::Command),
     /// Measure the platform (figures, not tests).
     #[command(subcommand)]
     Bench(bench::Command),
@@ -154,6 +158,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Dataset(command) => dataset::run(command).await?,
         Command::Train(command) => train::run(command).await?,
         Command::Shelf(command) => shelf::run(command).await?,
+        Command::Merchant(command) => merchant::run(command).await?,
         Command::Bench(command) => bench::run(command).await?,
     }
     Ok(ExitCode::SUCCESS)

@@ -369,7 +369,7 @@ async fn sample(
 }
 
 /// Waits for a job to end, printing its progress.
-async fn wait_job(pool: &sqlx::PgPool, id: uuid::Uuid) -> anyhow::Result<()> {
+pub(super) async fn wait_job(pool: &sqlx::PgPool, id: uuid::Uuid) -> anyhow::Result<()> {
     let mut last = None;
     loop {
         let job = db::jobs::get(pool, id)

@@ -9,6 +9,7 @@ pub mod embeddings;
 pub mod frames;
 pub mod job_events;
 pub mod jobs;
+pub mod merchants;
 pub mod products;
 pub mod queue;
 pub mod schema;

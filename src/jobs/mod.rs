@@ -9,6 +9,8 @@ pub mod context;
 pub mod embed;
 pub mod export;
 pub mod match_shelf;
+pub mod merchant_images;
+pub mod merchant_suggest;
 pub mod probes;
 pub mod propose_boxes;
 pub mod resources;
@@ -74,6 +76,8 @@ pub enum JobSpec {
     Train(train::Train),
     MatchShelf(match_shelf::MatchShelf),
     ProposeBoxes(propose_boxes::ProposeBoxes),
+    MerchantImages(merchant_images::MerchantImages),
+    MerchantSuggest(merchant_suggest::MerchantSuggest),
 }
 
 /// Calls `$body` with the job of whichever kind `$spec` holds, bound to `$job`.
@@ -91,6 +95,8 @@ macro_rules! with_job {
             JobSpec::Train($job) => $body,
             JobSpec::MatchShelf($job) => $body,
             JobSpec::ProposeBoxes($job) => $body,
+            JobSpec::MerchantImages($job) => $body,
+            JobSpec::MerchantSuggest($job) => $body,
         }
     };
 }
@@ -108,6 +114,8 @@ pub const KINDS: &[&str] = &[
     train::Train::KIND,
     match_shelf::MatchShelf::KIND,
     propose_boxes::ProposeBoxes::KIND,
+    merchant_images::MerchantImages::KIND,
+    merchant_suggest::MerchantSuggest::KIND,
 ];
 
 /// The stable names of the probe kinds.
@@ -225,6 +233,8 @@ mod tests {
                 prompts: vec!["product".into()],
                 min_score: 0.3,
             }),
+            JobSpec::MerchantImages(merchant_images::MerchantImages { merchant_id: 1 }),
+            JobSpec::MerchantSuggest(merchant_suggest::MerchantSuggest {}),
         ]
     }
 

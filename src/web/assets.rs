@@ -1,5 +1,5 @@
 //! Static assets embedded in the binary: htmx (from npm, at build time), our
-//! stylesheet and the shelf photos' script.
+//! stylesheet, the shelf photos' box tool and the review screens' keys.
 
 use axum::{
     extract::Path,
@@ -24,6 +24,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "shelves.js",
         "text/javascript",
         include_bytes!("../../static/shelves.js"),
+    ),
+    (
+        "review.js",
+        "text/javascript",
+        include_bytes!("../../static/review.js"),
     ),
     (
         "app.css",

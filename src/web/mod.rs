@@ -13,7 +13,9 @@ pub mod htmx;
 mod jobs;
 mod login;
 mod media;
+mod merchants;
 mod paging;
+mod picker;
 mod products;
 mod search;
 pub mod session;
@@ -175,8 +177,26 @@ pub fn router(state: AppState) -> Router {
         .route(paths::SHELVES_MATCH, post(shelves::match_crops))
         .route(paths::SHELF_REVIEW, get(shelves::review))
         .route(paths::SHELF_REVIEW_DECIDE, post(shelves::decide))
-        .route(paths::SHELF_PRODUCT_PICKER, get(shelves::picker))
+        .route(paths::SHELF_PRODUCT_PICKER, get(picker::products))
         .route(paths::COVERAGE, get(shelves::coverage))
+        .route(
+            paths::MERCHANTS,
+            get(merchants::list).post(merchants::create),
+        )
+        .route(paths::MERCHANT, get(merchants::show))
+        .route(
+            paths::MERCHANT_IMPORT,
+            post(merchants::upload).layer(axum::extract::DefaultBodyLimit::max(
+                crate::actions::merchants::MAX_LIST_BYTES + (1 << 20),
+            )),
+        )
+        .route(paths::MERCHANT_IMPORT_MAP, post(merchants::map))
+        .route(paths::MERCHANT_REVIEW, get(merchants::review))
+        .route(paths::MERCHANT_BULK, post(merchants::bulk))
+        .route(paths::MERCHANT_SUGGEST, post(merchants::suggest))
+        .route(paths::MERCHANT_EXPORT, get(merchants::export))
+        .route(paths::MERCHANT_LINE_DECIDE, post(merchants::decide))
+        .route(paths::MERCHANT_PICKER, get(picker::products))
         .route(paths::SYNC, get(sync::page).post(sync::run))
         .route(paths::SYNC_ENQUEUE, post(sync::enqueue))
         .route(paths::LOGOUT, post(login::logout))

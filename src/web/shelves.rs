@@ -644,41 +644,6 @@ pub async fn decide(
     })
 }
 
-#[derive(Debug, Deserialize, Default)]
-pub struct PickerQuery {
-    #[serde(default)]
-    q: String,
-}
-
-/// `GET /fragments/shelves/review/{id}/products?q=`: products by name or barcode.
-pub async fn picker(
-    State(state): State<AppState>,
-    Path(_id): Path<i64>,
-    Query(query): Query<PickerQuery>,
-) -> Result<Markup, AppError> {
-    let q = query.q.trim();
-    if q.is_empty() {
-        return Ok(view::render_picked(&[]));
-    }
-    let filter = db::products::ListFilter {
-        search: Some(q.to_owned()),
-        ..Default::default()
-    };
-    let found = db::products::list(&state.pool, &filter, 10).await?;
-    Ok(view::render_picked(
-        &found
-            .into_iter()
-            .map(|p| {
-                (
-                    p.id.to_string(),
-                    p.barcode,
-                    p.product_name.unwrap_or_default(),
-                )
-            })
-            .collect::<Vec<_>>(),
-    ))
-}
-
 fn figure(v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), |v| format!("{v:.3}"))
 }

@@ -61,6 +61,7 @@ fn shell(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {
                             a href=(paths::TRAINING) { "Training" }
                             a href=(paths::SHELVES) { "Shelves" }
                             a href=(paths::COVERAGE) { "Coverage" }
+                            a href=(paths::MERCHANTS) { "Merchants" }
                             a href=(paths::SYNC) { "Sync" }
                         }
                         form.signout method="post" action=(paths::LOGOUT) {

@@ -352,7 +352,7 @@ pub fn review_page(viewer: &Viewer, view: &ReviewPage) -> Markup {
             p { a href=(paths::SHELVES) { "← Shelf photos" } " · " a href=(paths::COVERAGE) { "Coverage" } }
             h1 { "Review crops" }
             (render_review(viewer, view))
-            script src=(paths::asset("shelves.js")) defer {}
+            script src=(paths::asset("review.js")) defer {}
         },
     )
 }
@@ -432,21 +432,6 @@ pub fn render_review(viewer: &Viewer, view: &ReviewPage) -> Markup {
                         }
                     }
                     p.muted { "Keys: " kbd { "1" } "–" kbd { "5" } " take a suggestion, " kbd { "n" } " not in the directory, " kbd { "s" } " skip, " kbd { "/" } " search." }
-                }
-            }
-        }
-    }
-}
-
-/// Products found by the picker, each a button that confirms it.
-pub fn render_picked(products: &[(String, String, String)]) -> Markup {
-    html! {
-        @if products.is_empty() {
-            p.muted { "No product matches." }
-        } @else {
-            ul.picked {
-                @for (id, barcode, name) in products {
-                    li { button.link type="submit" name="product" value=(id) { (barcode) " " (name) } }
                 }
             }
         }

@@ -14,6 +14,7 @@ mod datasets;
 mod embed;
 mod gemini;
 mod lanes;
+mod merchants;
 mod pages;
 mod queue;
 mod sam3;

@@ -6,6 +6,7 @@
 
 mod datasets;
 mod jobs;
+mod merchants;
 mod products;
 mod search;
 mod shelves;
@@ -24,6 +25,7 @@ pub fn routes(upload_limit: axum::extract::DefaultBodyLimit) -> Router<AppState>
         .merge(products::routes())
         .merge(search::routes())
         .merge(shelves::routes(upload_limit))
+        .merge(merchants::routes())
         .merge(sync::routes())
 }
 

@@ -1,0 +1,239 @@
+//! `buybuddy merchant`: merchants and their product lists from the command
+//! line: add one, import a list, follow the suggestions, review a line,
+//! accept the exact barcode matches, export the assignments (the same
+//! actions as the Merchants pages and the API).
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use anyhow::{Context, anyhow};
+use serde_json::json;
+
+use crate::{
+    actions::{
+        ActionError, Ctx, Intake,
+        merchants::{self as act, BadLines, Choice, Imported},
+    },
+    db::{self, merchants::LineFilter},
+};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Add a merchant.
+    Create {
+        #[command(flatten)]
+        common: super::dataset::Common,
+        code: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// The merchants with their progress, as JSON.
+    List {
+        #[command(flatten)]
+        common: super::dataset::Common,
+    },
+    /// Import a list (CSV). Columns are mapped with --map field=Header
+    /// (sku, name, brand, size, barcode, image_url, price), else as the last
+    /// import or the header names say. A file with bad lines imports nothing
+    /// unless --good-lines; either way the bad lines are printed.
+    Import {
+        #[command(flatten)]
+        common: super::dataset::Common,
+        merchant: String,
+        file: PathBuf,
+        #[arg(long, value_parser = parse_map)]
+        map: Vec<(String, String)>,
+        #[arg(long)]
+        good_lines: bool,
+        /// Wait until the suggestions are made.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// The next line to review with its suggestions, as JSON.
+    Next {
+        #[command(flatten)]
+        common: super::dataset::Common,
+        merchant: String,
+        /// unassigned, low_confidence, conflicts or all.
+        #[arg(long, default_value = "unassigned")]
+        filter: String,
+    },
+    /// Decide about a line (by its id, or merchant and SKU): assign (with
+    /// --product), absent, skip or clear.
+    Decide {
+        #[command(flatten)]
+        common: super::dataset::Common,
+        merchant: String,
+        sku: String,
+        action: String,
+        #[arg(long)]
+        product: Option<String>,
+    },
+    /// Accept every exact barcode match whose name also agrees (without
+    /// --yes, only count them).
+    AcceptBarcodes {
+        #[command(flatten)]
+        common: super::dataset::Common,
+        merchant: String,
+        #[arg(long)]
+        yes: bool,
+    },
+    /// The assignments as CSV or JSON, to a file or standard output.
+    Export {
+        #[command(flatten)]
+        common: super::dataset::Common,
+        merchant: String,
+        #[arg(long, default_value = "csv")]
+        format: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn parse_map(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(f, h)| (f.trim().to_owned(), h.trim().to_owned()))
+        .ok_or_else(|| format!("{text:?}: use field=Header, e.g. sku=\"Item code\""))
+}
+
+fn action(error: ActionError) -> anyhow::Error {
+    anyhow!("{error}")
+}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    let common = match &command {
+        Command::Create { common, .. }
+        | Command::List { common }
+        | Command::Import { common, .. }
+        | Command::Next { common, .. }
+        | Command::Decide { common, .. }
+        | Command::AcceptBarcodes { common, .. }
+        | Command::Export { common, .. } => common.clone(),
+    };
+    let (pool, storage) = common.open().await?;
+    let intake = Intake::command_line();
+    let ctx = Ctx {
+        pool: &pool,
+        queue: &common.queue,
+        storage: &storage,
+        intake: &intake,
+    };
+    let print = |value: serde_json::Value| -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        Ok(())
+    };
+    match command {
+        Command::Create { code, name, .. } => {
+            print(json!(act::create(ctx, &code, &name).await.map_err(action)?))?
+        }
+        Command::List { .. } => {
+            let all: Vec<_> = db::merchants::list(&pool)
+                .await?
+                .into_iter()
+                .map(|(m, p)| json!({"merchant": m, "progress": p}))
+                .collect();
+            print(json!(all))?;
+        }
+        Command::Import {
+            merchant,
+            file,
+            map,
+            good_lines,
+            wait,
+            ..
+        } => {
+            let merchant = act::find(ctx, &merchant).await.map_err(action)?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let table = act::read_list(&bytes).map_err(action)?;
+            let mapping = if map.is_empty() {
+                act::offered_mapping(&merchant, &table)
+            } else {
+                act::mapping_from(&map.into_iter().collect::<BTreeMap<_, _>>()).map_err(action)?
+            };
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let bad_lines = if good_lines {
+                BadLines::ImportGood
+            } else {
+                BadLines::Refuse
+            };
+            let outcome = act::import(ctx, &merchant, &name, &table, &mapping, bad_lines, None)
+                .await
+                .map_err(action)?;
+            print(json!({"mapping": mapping, "result": outcome}))?;
+            match outcome {
+                Imported::BadLines { bad, good } => anyhow::bail!(
+                    "nothing imported: {} bad lines (listed above); --good-lines imports the {good} good ones",
+                    bad.len()
+                ),
+                Imported::Imported { jobs, .. } if wait => {
+                    for job in jobs {
+                        super::shelf::wait_job(&pool, job).await?;
+                    }
+                }
+                Imported::Imported { .. } => {}
+            }
+        }
+        Command::Next {
+            merchant, filter, ..
+        } => {
+            let m = act::find(ctx, &merchant).await.map_err(action)?;
+            let filter = LineFilter::parse(&filter)
+                .with_context(|| format!("{filter:?} is not a filter"))?;
+            let (line, left) = act::next_line(ctx, m.id, filter).await.map_err(action)?;
+            print(json!({"next": line, "left": left}))?;
+        }
+        Command::Decide {
+            merchant,
+            sku,
+            action: what,
+            product,
+            ..
+        } => {
+            let m = act::find(ctx, &merchant).await.map_err(action)?;
+            let line = db::merchants::line_by_sku(&pool, m.id, &sku)
+                .await?
+                .with_context(|| format!("{} has no line with SKU {sku:?}", m.code))?;
+            let choice = Choice::parse(&what, product.as_deref()).map_err(action)?;
+            let decided = act::decide(ctx, line.id, &choice, "cli", None)
+                .await
+                .map_err(action)?;
+            print(json!(decided))?;
+        }
+        Command::AcceptBarcodes { merchant, yes, .. } => {
+            let m = act::find(ctx, &merchant).await.map_err(action)?;
+            let n = act::bulk_accept(ctx, m.id, yes, None)
+                .await
+                .map_err(action)?;
+            if yes {
+                eprintln!("{n} lines assigned to their exact barcode matches");
+            } else {
+                eprintln!("{n} lines would be assigned; run again with --yes to assign them");
+            }
+            print(json!({"lines": n, "accepted": yes}))?;
+        }
+        Command::Export {
+            merchant,
+            format,
+            out,
+            ..
+        } => {
+            let m = act::find(ctx, &merchant).await.map_err(action)?;
+            let (_, bytes) = act::export(ctx, &m, &format).await.map_err(action)?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &bytes)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("wrote {}", path.display());
+                }
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&bytes)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

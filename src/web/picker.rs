@@ -1,0 +1,44 @@
+//! The product picker of the review screens (shelf crops, merchant lines):
+//! products whose barcode or name holds what was typed.
+
+use axum::extract::{Path, Query, State};
+use maud::Markup;
+use serde::Deserialize;
+
+use super::{AppError, AppState};
+use crate::db;
+
+#[derive(Debug, Deserialize, Default)]
+pub struct PickerQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// `GET /fragments/.../{id}/products?q=`: at most 10 products.
+pub async fn products(
+    State(state): State<AppState>,
+    Path(_id): Path<i64>,
+    Query(query): Query<PickerQuery>,
+) -> Result<Markup, AppError> {
+    let q = query.q.trim();
+    if q.is_empty() {
+        return Ok(buybuddy_templates::picker::render_picked(&[]));
+    }
+    let filter = db::products::ListFilter {
+        search: Some(q.to_owned()),
+        ..Default::default()
+    };
+    let found = db::products::list(&state.pool, &filter, 10).await?;
+    Ok(buybuddy_templates::picker::render_picked(
+        &found
+            .into_iter()
+            .map(|p| {
+                (
+                    p.id.to_string(),
+                    p.barcode,
+                    p.product_name.unwrap_or_default(),
+                )
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
