@@ -264,7 +264,7 @@ fn backgrounds_card(
                     }
                 }
             }
-            form method="post" action=(format!("{}?{}={}", paths::DATASET_BACKGROUNDS, paths::CSRF_FIELD, viewer.csrf_token)) enctype="multipart/form-data" {
+            form method="post" action=(layout::multipart_action(paths::DATASET_BACKGROUNDS, viewer)) enctype="multipart/form-data" {
                 (csrf_field(viewer))
                 label { "PNG or JPEG, at least 64 px a side "
                     input type="file" name="background" accept="image/png,image/jpeg" required; }

@@ -178,9 +178,7 @@ pub fn render_new_job(viewer: &Viewer, form: &NewJobForm) -> Markup {
         section.card #new-job {
             h2 { "New job" }
             @if let Some(message) = error("form") { p.error role="alert" { (message) } }
-            // The CSRF token rides in the URL: a multipart body is not read
-            // before the request is let through.
-            form method="post" action=(format!("{}?{}={}", paths::JOBS, paths::CSRF_FIELD, viewer.csrf_token))
+            form method="post" action=(layout::multipart_action(paths::JOBS, viewer))
                 enctype="multipart/form-data"
                 hx-post=(paths::JOBS) hx-target="#new-job" hx-swap="outerHTML" hx-encoding="multipart/form-data" {
                 label {

@@ -28,6 +28,12 @@ pub fn csrf_field(viewer: &Viewer) -> Markup {
     html! { input type="hidden" name=(paths::CSRF_FIELD) value=(viewer.csrf_token); }
 }
 
+/// The action of a multipart form (a file upload): the CSRF token rides in
+/// the URL, because the server does not read a multipart body to find it.
+pub fn multipart_action(path: &str, viewer: &Viewer) -> String {
+    format!("{path}?{}={}", paths::CSRF_FIELD, viewer.csrf_token)
+}
+
 const HTMX_CONFIG: &str = r#"{"responseHandling":[{"code":"204","swap":false},{"code":"[23]..","swap":true},{"code":"422","swap":true},{"code":"[45]..","swap":false,"error":true}]}"#;
 
 fn shell(viewer: Option<&Viewer>, title: &str, body: Markup) -> Markup {

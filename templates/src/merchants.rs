@@ -169,7 +169,7 @@ pub fn merchant_page(viewer: &Viewer, view: &MerchantPage) -> Markup {
             }
             section.card {
                 h2 { "Import a list" }
-                form.row method="post" action=(paths::with_id(paths::MERCHANT_IMPORT, view.id)) enctype="multipart/form-data" {
+                form.row method="post" action=(layout::multipart_action(&paths::with_id(paths::MERCHANT_IMPORT, view.id), viewer)) enctype="multipart/form-data" {
                     (csrf_field(viewer))
                     label { "CSV file (UTF-8 or Latin-1; commas, semicolons or tabs; a header row)" input type="file" name="file" accept=".csv,.txt,.tsv,text/csv" required; }
                     button type="submit" { "Next: map the columns" }

@@ -79,7 +79,7 @@ pub fn page(viewer: &Viewer, view: &SearchPage) -> Markup {
             }
             section.card {
                 h2 { "Find products like a photo or a product" }
-                form.search method="post" action=(format!("{}?{}={}", paths::SEARCH, paths::CSRF_FIELD, viewer.csrf_token)) enctype="multipart/form-data"
+                form.search method="post" action=(layout::multipart_action(paths::SEARCH, viewer)) enctype="multipart/form-data"
                     hx-post=(paths::SEARCH) hx-encoding="multipart/form-data"
                     hx-target="#results" hx-select="#results" hx-swap="outerHTML" {
                     (csrf_field(viewer))

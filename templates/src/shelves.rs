@@ -72,7 +72,7 @@ pub fn list_page(viewer: &Viewer, view: &ShelvesPage) -> Markup {
             }
             section.card {
                 h2 { "Upload" }
-                form.stack method="post" action=(paths::SHELVES) enctype="multipart/form-data" {
+                form.stack method="post" action=(layout::multipart_action(paths::SHELVES, viewer)) enctype="multipart/form-data" {
                     (csrf_field(viewer))
                     label {
                         "Photos, with their labels if they have any"

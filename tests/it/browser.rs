@@ -743,25 +743,54 @@ async fn draw_a_box_on_a_shelf_photo_and_review_its_crops_with_the_keyboard() {
     .await;
     let (photo, labels, names) =
         crate::shelves::shelf(&db.pool, &pipeline.storage, &products).await;
-    let (status, report) = crate::shelves::upload(
-        &server,
-        vec![
-            (photo, "aisle.jpg"),
-            (labels.into_bytes(), "aisle.txt"),
-            (names.into_bytes(), "data.yaml"),
-        ],
-    )
-    .await;
-    assert_eq!(status, 201, "{report}");
-    let image = report["images"][0][0].as_i64().unwrap();
-    let (status, matched) = crate::datasets::post(&server, "/api/shelves/match", json!({})).await;
-    assert_eq!(status, 202, "{matched}");
-    crate::shelves::wait_job(&db.pool, matched["job_id"].as_str().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (name, bytes) in [
+        ("aisle.jpg", photo),
+        ("aisle.txt", labels.into_bytes()),
+        ("data.yaml", names.into_bytes()),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        files.push(path.to_string_lossy().into_owned());
+    }
 
+    // Uploaded with its labels through the Shelves page's form.
     let driver = Driver::start().await;
     let browser = driver.browser().await;
     let email = user(&db).await;
     sign_in(&browser, &server, &email).await;
+    browser.goto(&server.url("/shelves")).await.unwrap();
+    browser
+        .find(Locator::Css("input[type=file][name=files]"))
+        .await
+        .unwrap()
+        .send_keys(&files.join("\n"))
+        .await
+        .unwrap();
+    fill(&browser, "input[name=store]", "Kadikoy").await;
+    click(
+        &browser,
+        "form[enctype='multipart/form-data'] button[type=submit]",
+    )
+    .await;
+    until(
+        "the uploaded photo's page",
+        Duration::from_secs(15),
+        || async {
+            text_of(&browser, "p.notice")
+                .await
+                .contains("Uploaded 1 photo with 4 boxes")
+        },
+    )
+    .await;
+    let image: i32 = sqlx::query_scalar("SELECT id FROM shelf_images")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let (status, matched) = crate::datasets::post(&server, "/api/shelves/match", json!({})).await;
+    assert_eq!(status, 202, "{matched}");
+    crate::shelves::wait_job(&db.pool, matched["job_id"].as_str().unwrap()).await;
     browser
         .goto(&server.url(&format!("/shelves/{image}")))
         .await
@@ -868,6 +897,187 @@ async fn draw_a_box_on_a_shelf_photo_and_review_its_crops_with_the_keyboard() {
         [
             ("confirmed".to_owned(), Some(products[0].1.clone())),
             ("absent".to_owned(), None)
+        ]
+    );
+    browser.close().await.unwrap();
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn import_a_merchants_list_accept_its_barcode_matches_and_review_the_rest_with_the_keyboard()
+{
+    let db = TestDb::new().await;
+    let pipeline = TestPipeline::new().await;
+    for (barcode, brand, name, size) in [
+        ("5449000131805", "Coca-Cola", "Coca-Cola Zero", "330 ml"),
+        ("4060800001231", "Pepsi", "Pepsi Max", "330 ml"),
+        ("5449000011527", "Fanta", "Fanta Orange", "330 ml"),
+    ] {
+        sqlx::query(
+            "INSERT INTO products (barcode, brand_name, product_name, net_quantity, status)
+             VALUES ($1, $2, $3, $4, 'approved')",
+        )
+        .bind(barcode)
+        .bind(brand)
+        .bind(name)
+        .bind(size)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let server = TestServer::start_with(&db.pool, pipeline.storage.clone()).await;
+    let worker = InProcessWorker::start(
+        &crate::datasets::worker_pool(&db).await,
+        buybuddy::queue::worker::WorkerConfig {
+            kinds: vec!["merchant_suggest", "merchant_images"],
+            ..pipeline.worker_config()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("a101.csv");
+    std::fs::write(
+        &list,
+        "Item code;Description;EAN\n\
+         S1;COCA COLA ZERO 33CL;5449000131805\n\
+         ;no code;\n\
+         S2;Pepsi max 330ml;\n\
+         S3;Ayran 250 ml;\n\
+         S4;Bad;12AB\n",
+    )
+    .unwrap();
+
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    let email = user(&db).await;
+    sign_in(&browser, &server, &email).await;
+    browser.goto(&server.url("/merchants")).await.unwrap();
+    fill(&browser, "input[name=code]", "a101").await;
+    fill(&browser, "input[name=name]", "A101").await;
+    click(&browser, "form[action='/merchants'] button").await;
+    until("the merchant's page", Duration::from_secs(10), || async {
+        text_of(&browser, "h1").await.starts_with("A101")
+    })
+    .await;
+    browser
+        .find(Locator::Css("input[type=file][name=file]"))
+        .await
+        .unwrap()
+        .send_keys(list.to_str().unwrap())
+        .await
+        .unwrap();
+    click(&browser, "form[enctype='multipart/form-data'] button").await;
+    until("the mapping step", Duration::from_secs(10), || async {
+        text_of(&browser, "h1").await.contains("Import a101.csv")
+    })
+    .await;
+    // The header names were guessed: the SKU, the name and the barcode.
+    let chosen = browser
+        .execute(
+            "return ['sku', 'name', 'barcode'].map(f => document.querySelector(`select[name='map.${f}']`).value);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(chosen, json!(["Item code", "Description", "EAN"]));
+    click(&browser, "button[value=refuse]").await;
+    until("the bad lines", Duration::from_secs(10), || async {
+        text_of(&browser, "#bad-lines")
+            .await
+            .contains("2 lines cannot be imported")
+    })
+    .await;
+    screenshot(&browser, "10-merchant-bad-lines").await;
+    click(&browser, "button[value=import_good]").await;
+    until("the import's report", Duration::from_secs(10), || async {
+        text_of(&browser, "p.notice").await.contains("3 added")
+    })
+    .await;
+    until("the suggestions", Duration::from_secs(30), || async {
+        browser.refresh().await.unwrap();
+        text_of(&browser, "form[action$='/bulk'] button")
+            .await
+            .contains("Accept 1 exact")
+    })
+    .await;
+    click(&browser, "form[action$='/bulk'] button").await;
+    until("the bulk acceptance", Duration::from_secs(10), || async {
+        text_of(&browser, "p.notice")
+            .await
+            .contains("1 lines assigned")
+    })
+    .await;
+
+    // The rest with the keyboard: 1 takes Pepsi for S2, n says S3 is not in
+    // the directory; the panel is swapped without a reload.
+    click(&browser, "a.button[href$='/review']").await;
+    until("the review", Duration::from_secs(10), || async {
+        text_of(&browser, "#review h2").await == "SKU S2"
+    })
+    .await;
+    browser
+        .execute("window.__sameLoad = true; return null;", vec![])
+        .await
+        .unwrap();
+    assert!(
+        text_of(&browser, ".review-counter")
+            .await
+            .starts_with("2 left")
+    );
+    browser
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys("1")
+        .await
+        .unwrap();
+    until("S3 next", Duration::from_secs(10), || async {
+        text_of(&browser, "#review h2").await == "SKU S3"
+    })
+    .await;
+    browser
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys("n")
+        .await
+        .unwrap();
+    until("nothing left", Duration::from_secs(10), || async {
+        text_of(&browser, "#review")
+            .await
+            .contains("Nothing left here")
+    })
+    .await;
+    assert_eq!(
+        browser
+            .execute("return window.__sameLoad === true;", vec![])
+            .await
+            .unwrap(),
+        json!(true)
+    );
+    screenshot(&browser, "11-merchant-review").await;
+    let export = server
+        .client
+        .get(server.url("/merchants/a101/export/csv"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rows: Vec<Vec<String>> = csv::Reader::from_reader(export.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    let statuses: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r[0].as_str(), r[2].as_str(), r[3].as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("S1", "assigned", "5449000131805"),
+            ("S2", "assigned", "4060800001231"),
+            ("S3", "absent", "")
         ]
     );
     browser.close().await.unwrap();
