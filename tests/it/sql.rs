@@ -364,3 +364,159 @@ async fn shelf_coverage_figures_are_right_on_crops_with_known_vectors() {
         1
     );
 }
+
+/// Merchant lines against three products: the candidates query finds the
+/// barcode match and the names nearest, with their signals; the progress
+/// query counts decisions, conflicts and how they were made.
+#[tokio::test]
+async fn merchant_candidates_and_progress_are_right_on_known_lines() {
+    let db = TestDb::new().await;
+    let pool = &db.pool;
+    let product =
+        |barcode: &'static str, brand: &'static str, name: &'static str, size: &'static str| {
+            sqlx::query_scalar::<_, uuid::Uuid>(
+                "INSERT INTO products (barcode, brand_name, product_name, net_quantity)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+            )
+            .bind(barcode)
+            .bind(brand)
+            .bind(name)
+            .bind(size)
+            .fetch_one(pool)
+        };
+    let cola = product("5449000131805", "Coca-Cola", "Coca-Cola Zero", "330 ml")
+        .await
+        .unwrap();
+    let big = product("5449000134264", "Coca-Cola", "Coca-Cola Zero", "1 L")
+        .await
+        .unwrap();
+    let pepsi = product("4060800001231", "Pepsi", "Pepsi Max", "330 ml")
+        .await
+        .unwrap();
+    let merchant: i32 =
+        sqlx::query_scalar("INSERT INTO merchants (code, name) VALUES ('m', 'M') RETURNING id")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let line = |sku: &'static str, name: &'static str, barcode: Option<&'static str>| {
+        sqlx::query_scalar::<_, i64>(
+            "INSERT INTO merchant_lines (merchant_id, sku, name, barcode) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(merchant)
+        .bind(sku)
+        .bind(name)
+        .bind(barcode)
+        .fetch_one(pool)
+    };
+    let l1 = line("1", "Coca Cola Zero 33cl", Some("05449000131805"))
+        .await
+        .unwrap();
+    let l2 = line("2", "pepsi max 0,33 l", None).await.unwrap();
+    let l3 = line("3", "Coca Cola Zero 1lt", None).await.unwrap();
+    let rows = run(pool, "merchant_candidates.sql").await;
+    let find = |l: i64, p: uuid::Uuid| {
+        rows.iter()
+            .find(|r| r.get::<i64, _>("line_id") == l && r.get::<uuid::Uuid, _>("product_id") == p)
+            .unwrap_or_else(|| panic!("line {l} has no candidate {p}"))
+    };
+    // 3 lines x 3 products: every product is among the 10 nearest names.
+    assert_eq!(rows.len(), 9);
+    let by_barcode = find(l1, cola);
+    assert_eq!(by_barcode.get::<String, _>("found_by"), "barcode,name");
+    assert_eq!(
+        by_barcode.get::<Option<bool>, _>("barcode_match"),
+        Some(true)
+    );
+    assert_eq!(
+        by_barcode.get::<Option<bool>, _>("barcode_valid"),
+        Some(true)
+    );
+    assert_eq!(
+        by_barcode.get::<Option<bool>, _>("quantity_agrees"),
+        Some(true)
+    );
+    assert_eq!(
+        by_barcode.get::<Option<bool>, _>("brand_agrees"),
+        Some(true)
+    );
+    assert_eq!(
+        find(l1, big).get::<Option<bool>, _>("barcode_match"),
+        Some(false)
+    );
+    assert_eq!(
+        find(l1, big).get::<Option<bool>, _>("quantity_agrees"),
+        Some(false)
+    );
+    assert_eq!(
+        find(l2, pepsi).get::<Option<bool>, _>("barcode_match"),
+        None
+    );
+    assert_eq!(
+        find(l2, pepsi).get::<Option<bool>, _>("quantity_agrees"),
+        Some(true)
+    );
+    let words = |l, p| find(l, p).get::<Option<f32>, _>("word_overlap").unwrap();
+    assert!(
+        words(l2, pepsi) > words(l2, cola),
+        "pepsi shares more words with pepsi"
+    );
+    let similar = |l, p| find(l, p).get::<Option<f32>, _>("name_similarity").unwrap();
+    assert!(similar(l3, big) > similar(l3, pepsi));
+    assert_eq!(
+        find(l3, big).get::<Option<bool>, _>("quantity_agrees"),
+        Some(true)
+    );
+    assert_eq!(
+        find(l3, cola).get::<Option<bool>, _>("quantity_agrees"),
+        Some(false)
+    );
+
+    // Decisions: 1 in bulk, 2 by review (taking the top suggestion), 3 to
+    // the same product as 1 (a conflict), then cleared and assigned again.
+    let decide = |l: i64,
+                  status: &'static str,
+                  p: Option<uuid::Uuid>,
+                  suggested: bool,
+                  via: &'static str| {
+        sqlx::query(
+            "WITH a AS (INSERT INTO merchant_assignments (line_id, status, product_id, barcode, suggested, via)
+                        SELECT $1, $2, $3, (SELECT barcode FROM products WHERE id = $3), $4, $5 RETURNING id, line_id)
+             UPDATE merchant_lines SET assignment_id = a.id FROM a WHERE merchant_lines.id = a.line_id",
+        )
+        .bind(l)
+        .bind(status)
+        .bind(p)
+        .bind(suggested)
+        .bind(via)
+        .execute(pool)
+    };
+    decide(l1, "assigned", Some(cola), true, "bulk")
+        .await
+        .unwrap();
+    decide(l2, "assigned", Some(pepsi), true, "review")
+        .await
+        .unwrap();
+    decide(l3, "assigned", Some(cola), false, "review")
+        .await
+        .unwrap();
+    let rows = run(pool, "merchant_progress.sql").await;
+    let m = &rows[0];
+    assert_eq!(m.get::<i64, _>("lines"), 3);
+    assert_eq!(m.get::<i64, _>("assigned"), 3);
+    assert_eq!(m.get::<i64, _>("conflicts"), 1);
+    assert!((m.get::<f64, _>("took_top_suggestion") - 2.0 / 3.0).abs() < 1e-9);
+    assert!((m.get::<f64, _>("bulk") - 1.0 / 3.0).abs() < 1e-9);
+    assert_eq!(m.get::<i64, _>("waiting"), 3);
+    decide(l3, "cleared", None, false, "review").await.unwrap();
+    let rows = run(pool, "merchant_progress.sql").await;
+    assert_eq!(rows[0].get::<i64, _>("undecided"), 1);
+    assert_eq!(rows[0].get::<i64, _>("conflicts"), 0);
+    // The page's figures agree.
+    let progress = buybuddy::db::merchants::progress(pool, merchant)
+        .await
+        .unwrap();
+    assert_eq!(
+        (progress.assigned, progress.undecided, progress.conflicts),
+        (2, 1, 0)
+    );
+}
