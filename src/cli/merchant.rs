@@ -77,6 +77,23 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Write a sample list made from the directory's products the way
+    /// merchants' lists differ (abbreviations, typos, other size spellings,
+    /// missing and wrong barcodes), with a few lines of products the
+    /// directory lacks and, with --bad, bad lines to see refused.
+    Sample {
+        #[command(flatten)]
+        common: super::dataset::Common,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        lines: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Add these many bad lines (no SKU, a repeated SKU, a malformed barcode).
+        #[arg(long, default_value_t = 0)]
+        bad: usize,
+    },
     /// The assignments as CSV or JSON, to a file or standard output.
     Export {
         #[command(flatten)]
@@ -107,7 +124,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         | Command::Next { common, .. }
         | Command::Decide { common, .. }
         | Command::AcceptBarcodes { common, .. }
-        | Command::Export { common, .. } => common.clone(),
+        | Command::Export { common, .. }
+        | Command::Sample { common, .. } => common.clone(),
     };
     let (pool, storage) = common.open().await?;
     let intake = Intake::command_line();
@@ -214,6 +232,17 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             }
             print(json!({"lines": n, "accepted": yes}))?;
         }
+        Command::Sample {
+            out,
+            lines,
+            seed,
+            bad,
+            ..
+        } => {
+            let text = sample_list(&pool, lines, seed, bad).await?;
+            std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+            eprintln!("wrote {}", out.display());
+        }
         Command::Export {
             merchant,
             format,
@@ -236,4 +265,64 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A product as a sample list takes it: id, barcode, brand, name, size.
+type ProductRow = (
+    uuid::Uuid,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A sample list of the directory's products (and 10 % more it lacks).
+async fn sample_list(
+    pool: &sqlx::PgPool,
+    lines: usize,
+    seed: u64,
+    bad: usize,
+) -> anyhow::Result<String> {
+    use crate::actions::merchants::sample::{self, Differences, Known};
+    let rows: Vec<ProductRow> = sqlx::query_as(
+        "SELECT id, barcode, brand_name, product_name, net_quantity FROM products ORDER BY barcode",
+    )
+    .fetch_all(pool)
+    .await?;
+    anyhow::ensure!(!rows.is_empty(), "the directory has no products yet");
+    let mut products: Vec<Known> = rows
+        .into_iter()
+        .map(|(id, barcode, brand, name, size)| Known {
+            id: Some(id),
+            barcode,
+            brand: brand.unwrap_or_default(),
+            name: name.unwrap_or_default(),
+            size: size.unwrap_or_default(),
+        })
+        .collect();
+    let strangers = (products.len() / 10).max(1);
+    products.extend(
+        sample::synthetic(strangers, 0, seed ^ 0x5eed)
+            .into_iter()
+            .map(|k| Known { id: None, ..k }),
+    );
+    let list = sample::list(
+        &products,
+        lines,
+        seed,
+        &Differences {
+            image: 0.0,
+            ..Differences::default()
+        },
+    );
+    let mut text = sample::csv(&list, |_| None);
+    let first = list.first().map(|l| l.sku.clone()).unwrap_or_default();
+    for i in 0..bad {
+        text.push_str(&match i % 3 {
+            0 => ",a line without a SKU,,,,\n".to_owned(),
+            1 => format!("{first},the same SKU again,,,,\n"),
+            _ => format!("BAD{i},a malformed barcode,,,12AB34,\n"),
+        });
+    }
+    Ok(text)
 }

@@ -17,7 +17,7 @@ use crate::{
     actions::merchants::score::{self, Signals},
     db::{
         self,
-        embeddings::Filter,
+        embeddings::{Filter, Model},
         merchants::{NewSuggestions, Stored},
     },
 };
@@ -55,43 +55,11 @@ impl Job for MerchantSuggest {
         )
         .await?;
         loop {
-            let started = db::merchants::now(pool).await?;
-            let waiting = db::merchants::waiting(pool, model.as_ref().map(|m| m.id), ROUND).await?;
-            if waiting.is_empty() {
+            let lines = round(pool, model.as_ref()).await?;
+            if lines == 0 {
                 break;
             }
-            let mut pairs: HashMap<(i64, Uuid), Signals> = HashMap::new();
-            for (line, product, _, signals) in db::merchants::candidates(pool).await? {
-                pairs.insert((line, product), signals);
-            }
-            // The products nearest each line's image.
-            let mut by_image = Vec::new();
-            if let Some(model) = &model {
-                for (line, vector) in &waiting {
-                    let Some(vector) = vector else { continue };
-                    let near = db::embeddings::nearest_products(
-                        pool,
-                        model,
-                        vector,
-                        BY_IMAGE,
-                        &Filter::default(),
-                    )
-                    .await?;
-                    by_image.extend(
-                        near.into_iter()
-                            .map(|n| (*line, n.product_id))
-                            .filter(|pair| !pairs.contains_key(pair)),
-                    );
-                }
-            }
-            for (line, product, signals) in
-                db::merchants::signals(pool, &by_image, model.as_ref().map(|m| m.id)).await?
-            {
-                pairs.insert((line, product), signals);
-            }
-            let made = rank(&waiting.iter().map(|(l, _)| *l).collect::<Vec<_>>(), pairs);
-            db::merchants::save_suggestions(pool, &made, started).await?;
-            done += waiting.len() as i64;
+            done += lines as i64;
             let share = (done * 98 / total).clamp(1, 99) as u8;
             ctx.stage(
                 "suggest",
@@ -102,6 +70,44 @@ impl Job for MerchantSuggest {
         }
         Ok(json!({"lines": done, "model": model.map(|m| m.label())}))
     }
+}
+
+/// One round: the next waiting lines' candidates from SQL and from the
+/// vector index, weighed, the best kept. Returns how many lines it took (0
+/// when none waits).
+pub async fn round(pool: &sqlx::PgPool, model: Option<&Model>) -> sqlx::Result<usize> {
+    let started = db::merchants::now(pool).await?;
+    let waiting = db::merchants::waiting(pool, model.map(|m| m.id), ROUND).await?;
+    if waiting.is_empty() {
+        return Ok(0);
+    }
+    let mut pairs: HashMap<(i64, Uuid), Signals> = HashMap::new();
+    for (line, product, _, signals) in db::merchants::candidates(pool).await? {
+        pairs.insert((line, product), signals);
+    }
+    // The products nearest each line's image.
+    let mut by_image = Vec::new();
+    if let Some(model) = model {
+        for (line, vector) in &waiting {
+            let Some(vector) = vector else { continue };
+            let near =
+                db::embeddings::nearest_products(pool, model, vector, BY_IMAGE, &Filter::default())
+                    .await?;
+            by_image.extend(
+                near.into_iter()
+                    .map(|n| (*line, n.product_id))
+                    .filter(|pair| !pairs.contains_key(pair)),
+            );
+        }
+    }
+    for (line, product, signals) in
+        db::merchants::signals(pool, &by_image, model.map(|m| m.id)).await?
+    {
+        pairs.insert((line, product), signals);
+    }
+    let made = rank(&waiting.iter().map(|(l, _)| *l).collect::<Vec<_>>(), pairs);
+    db::merchants::save_suggestions(pool, &made, started).await?;
+    Ok(waiting.len())
 }
 
 /// Each line's candidates weighed and the best kept, best first (ties by

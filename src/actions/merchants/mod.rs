@@ -6,6 +6,7 @@
 
 pub mod csv;
 mod review;
+pub mod sample;
 pub mod score;
 
 pub use review::{Choice, LineView, SuggestionView, bulk_accept, decide, line_view, next_line};
