@@ -152,6 +152,20 @@ async fn connect_with(
         .with_context(|| format!("connecting to {}", redact_url(url.expose())))
 }
 
+/// A pool of its own beside `pool`, on the same server with the same settings
+/// and acquire timeout, opened lazily: for work that must never wait behind the
+/// main pool's users (the queue's heartbeat, its ledger). `options` adds run-time
+/// parameters.
+pub fn side_pool(pool: &PgPool, size: u32, options: &[(&str, &str)]) -> PgPool {
+    let connect = (*pool.connect_options())
+        .clone()
+        .options(options.iter().copied());
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with(connect)
+}
+
 /// Whether the database answers a trivial query.
 pub async fn ping(db: impl sqlx::PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query_scalar::<_, i32>("SELECT 1")

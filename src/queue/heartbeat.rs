@@ -23,7 +23,9 @@ pub(super) fn heartbeat_interval(dead_worker_after: Duration) -> Duration {
 }
 
 /// Beats for every live worker of this process and re-queues the tasks of workers
-/// of its lanes that went silent for longer than the window.
+/// of its lanes that went silent for longer than the window. `pool` is the
+/// heartbeat's own: a process whose lanes hold every connection of the main pool
+/// (polling a slow database) must still be seen alive.
 pub(super) async fn heartbeat(
     pool: PgPool,
     live: Arc<Mutex<Vec<Lane>>>,
@@ -42,21 +44,26 @@ pub(super) async fn heartbeat(
         if lanes.is_empty() {
             continue;
         }
+        // Liveness is committed before the sweep for dead workers, which may
+        // wait on the jobs table: this process's beat is never held back by it.
         let beat = async {
-            let mut tx = pool.begin().await?;
+            let mut conn = pool.acquire().await?;
             let mut queues: Vec<&str> = lanes.iter().map(|l| l.queue.as_str()).collect();
             queues.dedup();
-            for queue in queues {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            for queue in &queues {
                 let names: Vec<String> = lanes
                     .iter()
-                    .filter(|l| l.queue == queue)
+                    .filter(|l| l.queue == *queue)
                     .map(|l| l.name.clone())
                     .collect();
                 db::workers::keep_alive(&mut *tx, queue, &names).await?;
-                apalis_postgres::queries::reenqueue_orphaned(&mut *tx, queue, window.as_secs())
-                    .await?;
             }
             tx.commit().await?;
+            for queue in queues {
+                apalis_postgres::queries::reenqueue_orphaned(&mut *conn, queue, window.as_secs())
+                    .await?;
+            }
             Ok::<_, anyhow::Error>(())
         };
         if let Err(error) = beat.await {

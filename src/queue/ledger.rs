@@ -6,10 +6,13 @@
 use std::{collections::HashSet, time::Duration};
 
 use buybuddy_worker::retry::Backoff;
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::attempts::{self, Finished, Started};
+use crate::db::{
+    self,
+    attempts::{self, Finished, Started},
+};
 
 /// Most transitions written in one statement.
 const MAX_BATCH: usize = 4096;
@@ -36,13 +39,7 @@ impl Ledger {
     pub fn spawn(pool: &PgPool) -> Self {
         // The batch statement's estimates never depend on its (array) parameters:
         // a generic plan spares planning it again for every batch.
-        let options = (*pool.connect_options())
-            .clone()
-            .options([("plan_cache_mode", "force_generic_plan")]);
-        let own = PgPoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(pool.options().get_acquire_timeout())
-            .connect_lazy_with(options);
+        let own = db::side_pool(pool, 2, &[("plan_cache_mode", "force_generic_plan")]);
         let (sender, receiver) = mpsc::unbounded_channel();
         tokio::spawn(write_batches(own, receiver));
         Self { sender }

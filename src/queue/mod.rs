@@ -9,6 +9,7 @@
 //! only segmentation and training while a CPU box takes exports; a worker that
 //! takes every kind serves every lane.
 
+mod backend;
 mod heartbeat;
 pub mod ledger;
 pub mod slots;

@@ -3,14 +3,16 @@
 //! attempt through the ledger.
 //!
 //! What apalis-postgres leaves to us, and where it is handled:
-//! - polling: an interval strategy next to its LISTEN/NOTIFY wake-up (`backend`);
+//! - when to fetch, and finishing a fetch whatever the slots say: the lane's own
+//!   backend (`backend`), woken by LISTEN/NOTIFY (`wakeups`) and its poll interval;
 //! - backoff between attempts: `buybuddy_retry_delay` in the database, applied when
 //!   the ledger records a failed attempt and when a dead worker's task is re-queued;
 //! - the attempt cap for tasks whose worker died: the `buybuddy_requeue` trigger;
 //! - a database error ends an apalis worker: `run` restarts it with backoff;
 //! - apalis heart-beats only between fetches, so a worker whose claimed tasks wait
 //!   behind long jobs would go silent and count as dead: `heartbeat` beats for every
-//!   live worker of the process on its own schedule, and re-queues dead workers' tasks;
+//!   live worker of the process on its own schedule and connection, and re-queues
+//!   dead workers' tasks;
 //! - the dead-worker window: `dead_worker_after` (heartbeats every third of it);
 //! - hung handlers: a per-kind timeout around every attempt;
 //! - shutdown: in-flight jobs get a grace period, then go back to the queue;
@@ -30,10 +32,9 @@ use std::{
 };
 
 use apalis::prelude::{
-    Attempt, BoxDynError, Data, Event, FromRequest, PollWith, Strategy, Task, TaskId,
-    WorkerBuilder, WorkerContext,
+    Attempt, BoxDynError, Data, Event, FromRequest, Task, TaskId, WorkerBuilder, WorkerContext,
 };
-use apalis_postgres::{Config, PostgresStorage};
+use apalis_postgres::Config;
 use buybuddy_worker::retry::Backoff;
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
@@ -43,6 +44,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::{
+    backend::LaneBackend,
     heartbeat::{heartbeat, heartbeat_interval},
     lane,
     ledger::Ledger,
@@ -172,7 +174,7 @@ pub async fn run(
     let beating = CancellationToken::new();
     let _stop_beating = beating.clone().drop_guard();
     tokio::spawn(heartbeat(
-        pool.clone(),
+        db::side_pool(&pool, 1, &[]),
         process.live.clone(),
         heartbeat_interval(config.dead_worker_after),
         config.dead_worker_after,
@@ -298,7 +300,8 @@ async fn drive(
     }
     let heartbeat = heartbeat_interval(config.dead_worker_after);
     let ctx = WorkerContext::new(&lane.name);
-    let storage = PostgresStorage::<Value>::new(pool).with_config(
+    let backend = LaneBackend::new(
+        pool,
         Config::default()
             .queue(&lane.queue)
             .batch_size(config.batch_size.max(1))
@@ -307,11 +310,9 @@ async fn drive(
             // Attempts are acknowledged by the ledger, together with the job row.
             .lock_tasks(false)
             .persist_results(false),
+        Box::pin(process.wake_ups.subscribe(&lane.queue)),
+        config.poll_interval,
     );
-    let wake_up = Strategy::new()
-        .stream(process.wake_ups.subscribe(&lane.queue))
-        .interval(config.poll_interval);
-    let backend = PollWith::new(storage, wake_up);
     let worker = WorkerBuilder::new(&ctx)
         .backend(backend)
         .layer(process.slots.clone())
