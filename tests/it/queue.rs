@@ -289,17 +289,17 @@ async fn claimed_jobs_waiting_behind_a_long_one_are_not_taken_for_orphans() {
     let ids: Vec<Uuid> = queue::enqueue(
         &db.pool,
         DEFAULT_QUEUE,
-        (0..2).map(|_| Enqueue::from(sleep(2_500, 5))).collect(),
+        (0..2).map(|_| Enqueue::from(sleep(5_000, 5))).collect(),
     )
     .await
     .unwrap();
     // One slot, two claimed per fetch: the second job waits in the worker for
-    // 2.5 s, far longer than the 1 s dead-worker window.
+    // 5 s, longer than the 3 s dead-worker window.
     let busy = Process::worker(&db.url, &["--concurrency", "1", "--batch-size", "2"]);
     wait_for_status(&db.pool, ids[0], "running", Duration::from_secs(15)).await;
     let idle = Process::worker(&db.url, &[]);
     for id in &ids {
-        wait_for_status(&db.pool, *id, "completed", Duration::from_secs(20)).await;
+        wait_for_status(&db.pool, *id, "completed", Duration::from_secs(30)).await;
     }
     for id in &ids {
         let starts = attempt_starts(&db.pool, *id).await;

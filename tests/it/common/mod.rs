@@ -315,7 +315,7 @@ pub fn worker_config() -> WorkerConfig {
         concurrency: 4,
         batch_size: 4,
         poll_interval: Duration::from_millis(200),
-        dead_worker_after: Duration::from_secs(1),
+        dead_worker_after: Duration::from_secs(3),
         shutdown_grace: Duration::from_secs(5),
         timeouts: Default::default(),
         kinds: Vec::new(),
@@ -387,12 +387,15 @@ impl Process {
         Self { child, log }
     }
 
-    /// A worker process with test-friendly windows and extra arguments.
+    /// A worker process with test-friendly windows and extra arguments. The
+    /// dead-worker window is short for the tests that kill a worker, but well
+    /// above what one commit can take on a loaded two-core machine (seconds, seen
+    /// in CI), which would make a live worker look dead.
     pub fn worker(url: &Secret, extra: &[&str]) -> Self {
         let mut args = vec![
             "worker",
             "--dead-worker-after",
-            "1s",
+            "3s",
             "--poll-interval",
             "200ms",
             "--retry-base",
