@@ -610,6 +610,47 @@ async fn idle_worker_is_woken_by_notify_instead_of_waiting_for_its_poll() {
 }
 
 #[tokio::test]
+async fn an_idle_worker_looks_for_jobs_on_its_poll_interval_not_in_a_loop() {
+    // Every lane of an idle worker looks once per poll interval (200 ms here):
+    // 13 lanes x 5 looks a second. Lanes that fetched on every wake-up of
+    // their task sent thousands of statements a second and loaded the database
+    // that every other worker shares.
+    let db = TestDb::new().await;
+    let worker = Process::worker(&db.url, &[]);
+    let commits = || async {
+        // Statistics reach the view within a second of a backend's commits.
+        sqlx::query_scalar::<_, i64>(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the worker's lanes to start",
+        || async {
+            let lanes: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.workers")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+            (lanes == buybuddy::jobs::KINDS.len() as i64).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = commits().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let per_second = (commits().await - before) as f64 / 4.0;
+    println!("{per_second} transactions a second while idle");
+    assert!(
+        per_second < 150.0,
+        "an idle worker committed {per_second} transactions a second\n{}",
+        worker.output()
+    );
+}
+
+#[tokio::test]
 async fn cancelled_queued_job_never_runs() {
     let db = TestDb::new().await;
     let id = push(&db.pool, sleep(100, 1), None).await;
