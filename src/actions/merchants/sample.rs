@@ -487,6 +487,7 @@ const LINES: &[&str] = &[
 pub fn synthetic(n: usize, strangers: usize, seed: u64) -> Vec<Known> {
     let mut rng = Rng::new(seed);
     let mut seen = std::collections::HashSet::new();
+    let mut barcodes = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(n + strangers);
     while out.len() < n + strangers {
         let brand = *pick(&mut rng, BRANDS);
@@ -503,9 +504,17 @@ pub fn synthetic(n: usize, strangers: usize, seed: u64) -> Vec<Known> {
             continue;
         }
         let known = out.len() < n;
+        // Nine random digits meet again in a directory of 100,000: drawn
+        // until new, as barcodes are unique in the directory.
+        let barcode = loop {
+            let code = ean13(&mut rng, "869");
+            if barcodes.insert(code.clone()) {
+                break code;
+            }
+        };
         out.push(Known {
             id: known.then(Uuid::new_v4),
-            barcode: ean13(&mut rng, "869"),
+            barcode,
             brand: brand.to_owned(),
             name,
             size: size.to_owned(),
@@ -528,6 +537,14 @@ mod tests {
             assert!(parsed.is_gtin(), "{code}");
         }
         assert_eq!(check_digit("400638133393"), 1);
+    }
+
+    #[test]
+    fn a_directory_of_the_bench_s_size_has_no_barcode_twice() {
+        let directory = synthetic(100_000, 10_000, 17);
+        let unique: std::collections::HashSet<&str> =
+            directory.iter().map(|k| k.barcode.as_str()).collect();
+        assert_eq!(unique.len(), directory.len());
     }
 
     #[test]
