@@ -130,6 +130,34 @@ else
 	info "training did not finish: see $REPO_ROOT/.data/samples/train.log"
 fi
 
+step "A merchant's product list, assigned to the directory"
+# Without a Gemini key the sample products have no catalog names; give the
+# ones without any the names a reviewer would, so that names can be matched.
+psql -X -q "$("$bin" db url)" -c "UPDATE products p SET brand_name = v.brand, product_name = v.name, net_quantity = v.size
+    FROM (VALUES ('8690000000001', 'Sample Dairy', 'Whole milk', '1 L'),
+                 ('8690000000002', 'Sample Dairy', 'Light milk', '1 L'),
+                 ('8690000000003', 'Sample Drinks', 'Cola zero', '330 ml'),
+                 ('8690000000004', 'Sample Water', 'Mineral water', '500 ml'),
+                 ('8690000000005', 'Sample Snacks', 'Potato chips paprika', '150 g')) v (barcode, brand, name, size)
+    WHERE p.barcode = v.barcode AND p.product_name IS NULL"
+# A list made from the directory the way merchants' lists differ from it
+# (other spellings, missing barcodes, a product the directory lacks), with
+# two bad lines: the first import refuses them and names them; the second
+# takes the good lines. Then the exact barcode matches are accepted in bulk
+# and the assignments exported.
+list="$REPO_ROOT/.data/samples/merchant-list.csv"
+if ! "$bin" merchant list | grep -q '"code": "sample-merchant"'; then
+	"$bin" merchant create sample-merchant --name "Sample merchant" >/dev/null
+	"$bin" merchant sample --out "$list" --lines 6 --seed 2 --bad 2
+	"$bin" merchant import sample-merchant "$list" 2>/dev/null |
+		python3 -c 'import json,sys; r=json.load(sys.stdin)["result"]; print("\n".join("    refused: line %d: %s" % (b["line"], b["reason"]) for b in r.get("bad", [])))' || true
+	"$bin" merchant import sample-merchant "$list" --good-lines --wait 2>/dev/null |
+		python3 -c 'import json,sys; r=json.load(sys.stdin)["result"]["import"]; print("    imported %s: %d added, %d lines left out" % (r["file_name"], r["added"], len(r["skipped"])))'
+	"$bin" merchant accept-barcodes sample-merchant --yes 2>&1 >/dev/null | sed 's/^/    /'
+fi
+"$bin" merchant export sample-merchant --format csv --out "$REPO_ROOT/.data/samples/merchant-assignments.csv" 2>/dev/null
+info "$(python3 -c 'import csv,sys,collections; c=collections.Counter(r["status"] for r in csv.DictReader(open(sys.argv[1]))); print("sample-merchant: " + ", ".join("%d %s" % (n, s) for s, n in sorted(c.items())) + " (review the rest at /merchants)")' "$REPO_ROOT/.data/samples/merchant-assignments.csv")"
+
 printf '\n    Buybuddy is running: http://%s\n' "$bind"
 printf '    Sign in as %s with the password %s (kept in %s)\n' "$admin_email" "$(cat "$password_file")" "$password_file"
 printf '    Database: %s\n' "$("$bin" db status)"
@@ -138,5 +166,6 @@ printf '    Search by photo:    http://%s/search\n' "$bind"
 printf '    Datasets:           http://%s/datasets\n' "$bind"
 printf '    Training:           http://%s/training\n' "$bind"
 printf '    Shelf photos:       http://%s/shelves (review: /shelves/review, coverage: /coverage)\n' "$bind"
+printf '    Merchants:          http://%s/merchants\n' "$bind"
 printf '    Stop with Ctrl-C.\n\n'
 wait -n "${pids[@]}"
