@@ -625,13 +625,7 @@ pub async fn decide(
     Path(id): Path<i64>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
-    let get = |name: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(k, v)| k == name && !v.trim().is_empty())
-            .map(|(_, v)| v.trim().to_owned())
-    };
+    let get = |name: &str| super::picker::field(&pairs, name);
     let filter = filter_of(get("filter").as_deref());
     let line = db::merchants::line(&state.pool, id)
         .await?

@@ -1,5 +1,6 @@
-//! The product picker of the review screens (shelf crops, merchant lines):
-//! products whose barcode or name holds what was typed.
+//! What the review screens (shelf crops, merchant lines) share: the product
+//! picker (products whose barcode or name holds what was typed) and the
+//! reading of their decision forms.
 
 use axum::extract::{Path, Query, State};
 use maud::Markup;
@@ -41,4 +42,14 @@ pub async fn products(
             })
             .collect::<Vec<_>>(),
     ))
+}
+
+/// A decision form's field: its last value that is not blank (a form may send
+/// one name twice, as a picked product and a typed one).
+pub fn field(pairs: &[(String, String)], name: &str) -> Option<String> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, v)| k == name && !v.trim().is_empty())
+        .map(|(_, v)| v.trim().to_owned())
 }

@@ -595,13 +595,7 @@ pub async fn decide(
     Path(id): Path<i64>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
-    let get = |name: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(k, v)| k == name && !v.trim().is_empty())
-            .map(|(_, v)| v.trim().to_owned())
-    };
+    let get = |name: &str| super::picker::field(&pairs, name);
     let image = get("image").and_then(|i| i.parse().ok());
     let decided = match Decision::parse(
         &get("action").unwrap_or_default(),
