@@ -642,14 +642,40 @@ fn figure(v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), |v| format!("{v:.3}"))
 }
 
-/// `GET /coverage`
-pub async fn coverage(State(state): State<AppState>, viewer: Viewer) -> Result<Markup, AppError> {
+#[derive(Debug, Deserialize, Default)]
+pub struct CoverageQuery {
+    /// The page of products, from 0 (the worst).
+    #[serde(default)]
+    page: usize,
+}
+
+/// Products on one page of the Coverage table.
+const COVERAGE_PAGE: usize = 100;
+
+/// `GET /coverage?page=`: the products worst first, a page at a time (the
+/// categories and confusions are over every product).
+pub async fn coverage(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(query): Query<CoverageQuery>,
+) -> Result<Markup, AppError> {
     let report = act::coverage(state.actions(), 200).await?;
+    let total = report.products.len();
+    let pages = total.div_ceil(COVERAGE_PAGE).max(1);
+    let page = query.page.min(pages - 1);
+    let first = page * COVERAGE_PAGE;
+    let page_url = |p: usize| format!("{}?page={p}", paths::COVERAGE);
     let view = CoveragePage {
         model: report.model.as_ref().map(|m| m.label()),
+        total,
+        first,
+        previous_url: (page > 0).then(|| page_url(page - 1)),
+        next_url: (page + 1 < pages).then(|| page_url(page + 1)),
         rows: report
             .products
             .iter()
+            .skip(first)
+            .take(COVERAGE_PAGE)
             .map(|p| (&p.figures, p.verdict))
             .map(|(c, verdict)| CoverageRow {
                 barcode: c.barcode.clone(),

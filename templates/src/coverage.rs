@@ -48,7 +48,13 @@ pub struct ConfusionRow {
 
 pub struct CoveragePage {
     pub model: Option<String>,
+    /// One page of the products, worst first.
     pub rows: Vec<CoverageRow>,
+    /// Products with confirmed crops in all, and the position of the page's first.
+    pub total: usize,
+    pub first: usize,
+    pub previous_url: Option<String>,
+    pub next_url: Option<String>,
     pub categories: Vec<CategoryRow>,
     pub confusions: Vec<ConfusionRow>,
     pub unscored: i64,
@@ -75,7 +81,7 @@ pub fn page(viewer: &Viewer, view: &CoveragePage) -> Markup {
                 }
             }
             section.card {
-                h2 { "Products (" (view.rows.len()) ")" }
+                h2 { "Products (" (view.total) ")" }
                 @if view.rows.is_empty() {
                     p.muted { "No product has confirmed real crops yet: upload shelf photos, match them and " a href=(paths::SHELF_REVIEW) { "review the crops" } "." }
                 } @else {
@@ -94,6 +100,13 @@ pub fn page(viewer: &Viewer, view: &CoveragePage) -> Markup {
                                     td { span.badge data-state=(r.verdict) { (r.verdict) } }
                                 }
                             }
+                        }
+                    }
+                    @if view.previous_url.is_some() || view.next_url.is_some() {
+                        p.pager {
+                            (view.first + 1) "–" (view.first + view.rows.len()) " of " (view.total) ". "
+                            @if let Some(url) = &view.previous_url { a href=(url) rel="prev" { "Worse" } " " }
+                            @if let Some(url) = &view.next_url { a href=(url) rel="next" { "Better" } }
                         }
                     }
                 }

@@ -581,3 +581,53 @@ async fn bad_uploads_and_boxes_are_refused_and_nothing_is_half_imported() {
     let (status, body) = post(&server, "/api/shelves/match", json!({})).await;
     assert_eq!(status, 503, "{body}");
 }
+
+/// The Coverage table shows its products a page at a time (the category
+/// summary still counts them all): 130 products with a confirmed crop each.
+#[tokio::test]
+async fn the_coverage_table_pages_through_many_products() {
+    let db = TestDb::new().await;
+    let pool = &db.pool;
+    let statements = [
+        "INSERT INTO embedding_models (kind, name, dims, weights_hash, active, serving)
+         VALUES ('classic', 'crafted', 2, 'crafted', true, true)",
+        "INSERT INTO products (barcode, product_name, status, category)
+         SELECT (2000000000000 + g)::text, 'Product ' || g, 'approved', 'drinks'
+         FROM generate_series(1, 130) g",
+        "INSERT INTO product_embeddings (model_id, product_id, embedding, frame_count)
+         SELECT m.id, p.id, '[1,0]'::vector, 1 FROM products p, embedding_models m",
+        "INSERT INTO shelf_images (file_name, original_key, storage_key, sha256, width, height)
+         VALUES ('s.jpg', 'k', 'k', 'h', 100, 100)",
+        "INSERT INTO shelf_boxes (image_id, x, y, width, height, source, crop_key, status, product_id)
+         SELECT i.id, 0, 0, 10, 10, 'drawn', 'c', 'confirmed', p.id FROM products p, shelf_images i",
+        "INSERT INTO shelf_crop_matches (box_id, model_id, embedding, gallery_product_id)
+         SELECT b.id, m.id, '[1,0]'::vector, b.product_id FROM shelf_boxes b, embedding_models m",
+    ];
+    for sql in statements {
+        sqlx::query(sql).execute(pool).await.unwrap();
+    }
+    let server = TestServer::start(pool).await;
+    let page = |n: &str| {
+        let url = server.url(&format!("/coverage{n}"));
+        let client = server.client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let rows = |html: &str| html.matches("<tr data-verdict=").count();
+    let first = page("").await;
+    assert!(first.contains("Products (130)"), "{first}");
+    assert_eq!(rows(&first), 100);
+    assert!(first.contains("1–100 of 130"), "{first}");
+    assert!(
+        first.contains(r#"href="/coverage?page=1" rel="next""#),
+        "{first}"
+    );
+    let second = page("?page=1").await;
+    assert_eq!(rows(&second), 30);
+    assert!(second.contains("101–130 of 130"), "{second}");
+    assert!(second.contains(r#"href="/coverage?page=0" rel="prev""#));
+    assert!(!second.contains(r#"rel="next""#));
+    // Past the end: the last page; the categories count every product.
+    let past = page("?page=9").await;
+    assert_eq!(rows(&past), 30);
+    assert!(past.contains("<td>drinks</td><td>130</td>"), "{past}");
+}
