@@ -226,9 +226,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 .await
                 .map_err(action)?;
             if yes {
-                eprintln!("{n} lines assigned to their exact barcode matches");
+                eprintln!("{}", act::bulk_outcome(n, true));
             } else {
-                eprintln!("{n} lines would be assigned; run again with --yes to assign them");
+                eprintln!(
+                    "{}; run again with --yes to assign them",
+                    act::bulk_outcome(n, false)
+                );
             }
             print(json!({"lines": n, "accepted": yes}))?;
         }

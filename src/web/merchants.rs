@@ -429,11 +429,7 @@ pub async fn bulk(
     let merchant = act::find(state.actions(), &id).await?;
     let confirm = form.confirm.as_deref() == Some("true");
     let n = act::bulk_accept(state.actions(), merchant.id, confirm, Some(user)).await?;
-    let notice = if confirm {
-        format!("{n} lines assigned to their exact barcode matches.")
-    } else {
-        format!("{n} lines would be assigned.")
-    };
+    let notice = format!("{}.", act::bulk_outcome(n, confirm));
     Ok(go_to(
         &with_notice(&paths::with_id(paths::MERCHANT, merchant.id), &notice),
         htmx,

@@ -1003,7 +1003,7 @@ async fn import_a_merchants_list_accept_its_barcode_matches_and_review_the_rest_
     until("the bulk acceptance", Duration::from_secs(10), || async {
         text_of(&browser, "p.notice")
             .await
-            .contains("1 lines assigned")
+            .contains("1 line assigned to its exact barcode match.")
     })
     .await;
 

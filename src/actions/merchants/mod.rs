@@ -9,7 +9,9 @@ mod review;
 pub mod sample;
 pub mod score;
 
-pub use review::{Choice, LineView, SuggestionView, bulk_accept, decide, line_view, next_line};
+pub use review::{
+    Choice, LineView, SuggestionView, bulk_accept, bulk_outcome, decide, line_view, next_line,
+};
 
 use std::collections::BTreeMap;
 

@@ -218,9 +218,16 @@ async fn line_after(ctx: Ctx<'_>, line_id: i64) -> Result<Line, ActionError> {
         .ok_or_else(|| ActionError::NotFound(format!("There is no merchant line #{line_id}.")))
 }
 
-/// Accepts every undecided line whose best suggestion is an exact barcode
-/// match whose name also agrees; with `confirm` false, only counts them.
-/// Returns how many lines that is.
+/// What a bulk acceptance did, or would do, in words.
+pub fn bulk_outcome(n: usize, done: bool) -> String {
+    match (n, done) {
+        (1, true) => "1 line assigned to its exact barcode match".to_owned(),
+        (n, true) => format!("{n} lines assigned to their exact barcode matches"),
+        (1, false) => "1 line would be assigned".to_owned(),
+        (n, false) => format!("{n} lines would be assigned"),
+    }
+}
+
 pub async fn bulk_accept(
     ctx: Ctx<'_>,
     merchant: i32,
