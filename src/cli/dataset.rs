@@ -9,9 +9,10 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
+use super::action;
 use crate::{
     actions::{
-        ActionError, Ctx, Intake,
+        Ctx, Intake,
         datasets::{self as act, DatasetInput},
     },
     config::{DbArgs, StorageArgs},
@@ -112,17 +113,36 @@ pub enum Command {
 
 impl Common {
     /// The database and the storage these commands work with.
-    pub(crate) async fn open(
-        &self,
-    ) -> anyhow::Result<(sqlx::PgPool, buybuddy_worker::storage::Storage)> {
+    pub(crate) async fn open(&self) -> anyhow::Result<Opened> {
         let (_, pool) = super::open_database(&self.db, &[]).await?;
         let storage = self.storage.open(&self.db.data_dir).await?;
-        Ok((pool, storage))
+        Ok(Opened {
+            pool,
+            storage,
+            queue: self.queue.clone(),
+            intake: Intake::command_line(),
+        })
     }
 }
 
-fn action(error: ActionError) -> anyhow::Error {
-    anyhow!("{error}")
+/// What a command of the CLI's action groups works with.
+pub(crate) struct Opened {
+    pub(crate) pool: sqlx::PgPool,
+    pub(crate) storage: buybuddy_worker::storage::Storage,
+    queue: String,
+    intake: Intake,
+}
+
+impl Opened {
+    /// The actions' context, as the pages and the API have it.
+    pub(crate) fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            pool: &self.pool,
+            queue: &self.queue,
+            storage: &self.storage,
+            intake: &self.intake,
+        }
+    }
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -134,17 +154,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         | Command::Export { common, .. }
         | Command::Background { common, .. } => common.clone(),
     };
-    let (pool, storage) = common.open().await?;
-    let intake = Intake::command_line();
-    let ctx = Ctx {
-        pool: &pool,
-        queue: &common.queue,
-        storage: &storage,
-        intake: &intake,
-    };
+    let opened = common.open().await?;
+    let ctx = opened.ctx();
     match command {
         Command::List { .. } => {
-            let all = db::datasets::list(&pool).await?;
+            let all = db::datasets::list(&opened.pool).await?;
             println!("{}", serde_json::to_string_pretty(&all)?);
         }
         Command::Create {
@@ -225,7 +239,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 "version {} of {:?}: {} images to render (job {job})",
                 version.number,
                 dataset.name,
-                db::datasets::version_state(&pool, version.id)
+                db::datasets::version_state(&opened.pool, version.id)
                     .await?
                     .map(|s| s.images)
                     .unwrap_or(0)
@@ -238,7 +252,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Show { dataset, .. } => {
             let dataset = act::find(ctx, &dataset).await.map_err(action)?;
             let mut out = Vec::new();
-            for v in db::datasets::versions(&pool, dataset.id).await? {
+            for v in db::datasets::versions(&opened.pool, dataset.id).await? {
                 out.push(version_json(ctx, &v).await?);
             }
             println!(
@@ -256,7 +270,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let dataset = act::find(ctx, &dataset).await.map_err(action)?;
             let number = match version {
                 Some(n) => n,
-                None => db::datasets::versions(&pool, dataset.id)
+                None => db::datasets::versions(&opened.pool, dataset.id)
                     .await?
                     .first()
                     .map(|v| v.version.number)

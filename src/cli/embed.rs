@@ -4,15 +4,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::action;
 use crate::{
-    actions::{
-        ActionError,
-        search::{self, SearchRequest},
-    },
+    actions::search::{self, SearchRequest},
     config::{DbArgs, EmbedArgs as ModelArgs},
     db,
     jobs::{JobSpec, embed::Embed},
@@ -76,10 +74,6 @@ pub struct SearchArgs {
     status: Option<String>,
     #[arg(long)]
     category: Option<String>,
-}
-
-fn action(error: ActionError) -> anyhow::Error {
-    anyhow!("{error}")
 }
 
 pub async fn embed(args: EmbedArgs) -> anyhow::Result<()> {

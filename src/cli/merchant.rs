@@ -5,14 +5,12 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use serde_json::json;
 
+use super::{action, print};
 use crate::{
-    actions::{
-        ActionError, Ctx, Intake,
-        merchants::{self as act, BadLines, Choice, Imported},
-    },
+    actions::merchants::{self as act, BadLines, Choice, Imported},
     db::{self, merchants::LineFilter},
 };
 
@@ -112,10 +110,6 @@ fn parse_map(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{text:?}: use field=Header, e.g. sku=\"Item code\""))
 }
 
-fn action(error: ActionError) -> anyhow::Error {
-    anyhow!("{error}")
-}
-
 pub async fn run(command: Command) -> anyhow::Result<()> {
     let common = match &command {
         Command::Create { common, .. }
@@ -127,24 +121,14 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         | Command::Export { common, .. }
         | Command::Sample { common, .. } => common.clone(),
     };
-    let (pool, storage) = common.open().await?;
-    let intake = Intake::command_line();
-    let ctx = Ctx {
-        pool: &pool,
-        queue: &common.queue,
-        storage: &storage,
-        intake: &intake,
-    };
-    let print = |value: serde_json::Value| -> anyhow::Result<()> {
-        println!("{}", serde_json::to_string_pretty(&value)?);
-        Ok(())
-    };
+    let opened = common.open().await?;
+    let ctx = opened.ctx();
     match command {
         Command::Create { code, name, .. } => {
             print(json!(act::create(ctx, &code, &name).await.map_err(action)?))?
         }
         Command::List { .. } => {
-            let all: Vec<_> = db::merchants::list(&pool)
+            let all: Vec<_> = db::merchants::list(&opened.pool)
                 .await?
                 .into_iter()
                 .map(|(m, p)| json!({"merchant": m, "progress": p}))
@@ -188,7 +172,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 ),
                 Imported::Imported { jobs, .. } if wait => {
                     for job in jobs {
-                        super::shelf::wait_job(&pool, job).await?;
+                        super::shelf::wait_job(&opened.pool, job).await?;
                     }
                 }
                 Imported::Imported { .. } => {}
@@ -211,7 +195,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             ..
         } => {
             let m = act::find(ctx, &merchant).await.map_err(action)?;
-            let line = db::merchants::line_by_sku(&pool, m.id, &sku)
+            let line = db::merchants::line_by_sku(&opened.pool, m.id, &sku)
                 .await?
                 .with_context(|| format!("{} has no line with SKU {sku:?}", m.code))?;
             let choice = Choice::parse(&what, product.as_deref()).map_err(action)?;
@@ -242,7 +226,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             bad,
             ..
         } => {
-            let text = sample_list(&pool, lines, seed, bad).await?;
+            let text = sample_list(&opened.pool, lines, seed, bad).await?;
             std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
             eprintln!("wrote {}", out.display());
         }

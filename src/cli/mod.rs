@@ -179,6 +179,17 @@ fn init_logging(format: LogFormat) {
 }
 
 /// A token that fires on SIGINT or SIGTERM.
+/// An action's refusal as the CLI reports it.
+pub(crate) fn action(error: crate::actions::ActionError) -> anyhow::Error {
+    anyhow::anyhow!("{error}")
+}
+
+/// Prints a command's result as indented JSON.
+pub(crate) fn print(value: serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
 pub(crate) fn shutdown_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let fire = token.clone();

@@ -5,12 +5,13 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use serde_json::json;
 
+use super::{action, print};
 use crate::{
     actions::{
-        ActionError, Ctx, Intake,
+        Ctx,
         shelves::{self as act, BoxInput, Decision, PlaceInput, Sent},
     },
     db,
@@ -128,10 +129,6 @@ pub enum Command {
     },
 }
 
-fn action(error: ActionError) -> anyhow::Error {
-    anyhow!("{error}")
-}
-
 pub async fn run(command: Command) -> anyhow::Result<()> {
     let common = match &command {
         Command::Upload { common, .. }
@@ -145,18 +142,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         | Command::Coverage { common }
         | Command::Sample { common, .. } => common.clone(),
     };
-    let (pool, storage) = common.open().await?;
-    let intake = Intake::command_line();
-    let ctx = Ctx {
-        pool: &pool,
-        queue: &common.queue,
-        storage: &storage,
-        intake: &intake,
-    };
-    let print = |value: serde_json::Value| -> anyhow::Result<()> {
-        println!("{}", serde_json::to_string_pretty(&value)?);
-        Ok(())
-    };
+    let opened = common.open().await?;
+    let ctx = opened.ctx();
     match command {
         Command::Upload {
             files,
@@ -187,7 +174,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             print(json!(report))?;
         }
         Command::List { limit, .. } => print(json!(
-            db::shelves::list_images(&pool, limit.clamp(1, 10_000), 0).await?
+            db::shelves::list_images(&opened.pool, limit.clamp(1, 10_000), 0).await?
         ))?,
         Command::Show { image, .. } => print(json!(act::image(ctx, image).await.map_err(action)?))?,
         Command::Box {
@@ -226,7 +213,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 .map_err(action)?;
             eprintln!("proposing boxes on photo #{image} (job {job})");
             if wait {
-                wait_job(&pool, job).await?;
+                wait_job(&opened.pool, job).await?;
             }
             print(json!(act::image(ctx, image).await.map_err(action)?))?;
         }
@@ -238,7 +225,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 model.label()
             );
             if wait {
-                wait_job(&pool, job).await?;
+                wait_job(&opened.pool, job).await?;
             }
             print(json!({"job_id": job, "model": model.label(), "images": count}))?;
         }

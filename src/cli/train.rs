@@ -4,11 +4,12 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use serde_json::json;
 
+use super::action;
 use crate::{
-    actions::{ActionError, Ctx, Intake, training as act},
+    actions::{Ctx, training as act},
     db,
     training::RunConfig,
 };
@@ -77,10 +78,6 @@ pub enum Command {
     },
 }
 
-fn action(error: ActionError) -> anyhow::Error {
-    anyhow!("{error}")
-}
-
 pub async fn run(command: Command) -> anyhow::Result<()> {
     let common = match &command {
         Command::Start { common, .. }
@@ -89,14 +86,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         | Command::Cancel { common, .. }
         | Command::Use { common, .. } => common.clone(),
     };
-    let (pool, storage) = common.open().await?;
-    let intake = Intake::command_line();
-    let ctx = Ctx {
-        pool: &pool,
-        queue: &common.queue,
-        storage: &storage,
-        intake: &intake,
-    };
+    let opened = common.open().await?;
+    let ctx = opened.ctx();
     match command {
         Command::Start {
             dataset,
@@ -127,7 +118,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let dataset = crate::actions::datasets::find(ctx, &dataset)
                 .await
                 .map_err(action)?;
-            let versions = db::datasets::versions(&pool, dataset.id).await?;
+            let versions = db::datasets::versions(&opened.pool, dataset.id).await?;
             let chosen = match version {
                 Some(n) => versions.iter().find(|v| v.version.number == n),
                 None => versions.first(),
@@ -151,7 +142,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::List { .. } => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&db::training::list(&pool, 500).await?)?
+                serde_json::to_string_pretty(&db::training::list(&opened.pool, 500).await?)?
             );
         }
         Command::Show { run, .. } => {
