@@ -467,6 +467,101 @@ impl Drop for OwnCluster {
     }
 }
 
+/// Worker processes draining a burst side by side never wait seconds on one
+/// statement. A bound in a test, but not a speed target: a normal statement here
+/// takes milliseconds, and what this catches takes seconds (a lock between the
+/// processes' ledgers, or a plan that walks every task a worker ever held: with
+/// an index on the holder, one 1,000-task acknowledgement once took 17.5 s).
+#[tokio::test]
+async fn worker_processes_draining_a_burst_never_wait_seconds_on_one_statement() {
+    const JOBS: usize = 20_000;
+    let db = TestDb::new().await;
+    sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&db.pool)
+        .await
+        .expect(
+            "pg_stat_statements is loaded by the embedded cluster; a test cluster started \
+             before it was must be restarted (pg_ctl stop -D .data/postgres-test)",
+        );
+    for _ in 0..JOBS / 5_000 {
+        let jobs = (0..5_000)
+            .map(|_| Enqueue::from(JobSpec::Noop(Noop {})))
+            .collect();
+        queue::enqueue(&db.pool, DEFAULT_QUEUE, jobs).await.unwrap();
+    }
+    // What autovacuum does to a freshly filled queue: statistics that say no
+    // task has a holder yet (the state in which the planner once chose to find
+    // tasks by holder).
+    sqlx::raw_sql("ANALYZE apalis.jobs, jobs")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let workers: Vec<Process> = (0..2)
+        .map(|_| Process::worker(&db.url, &["--concurrency", "1000", "--batch-size", "1000"]))
+        .collect();
+    eventually(Duration::from_secs(300), "the burst drained", || async {
+        let done: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'completed' /* probe */")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        (done == JOBS as i64).then_some(())
+    })
+    .await;
+    drop(workers);
+
+    let (slowest_ms, calls, query): (f64, i64, String) = sqlx::query_as(
+        "SELECT max_exec_time, calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 160)
+         FROM pg_stat_statements
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND query NOT LIKE '%probe%'
+         ORDER BY max_exec_time DESC LIMIT 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    eprintln!("slowest statement: {slowest_ms:.0} ms ({calls} calls of: {query})");
+    assert!(
+        slowest_ms < 3_000.0,
+        "one statement took {slowest_ms:.0} ms (slowest of {calls} calls of: {query})"
+    );
+    // The cause of that stall, caught whatever the timing: every task the
+    // workers looked up, they found by its id (or by the fetch index), never by
+    // its holder. Ended sessions hand in their counts a moment after they close.
+    let by_index = eventually(
+        Duration::from_secs(10),
+        "the workers' index counts",
+        || async {
+            sqlx::raw_sql("SELECT pg_stat_clear_snapshot()")
+                .execute(&db.pool)
+                .await
+                .unwrap();
+            let scans: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT indexrelname::text, idx_scan FROM pg_stat_user_indexes
+             WHERE schemaname = 'apalis' AND relname = 'jobs' AND idx_scan > 0 /* probe */",
+            )
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+            // At least one lookup per acknowledged task.
+            (scans.iter().map(|(_, n)| n).sum::<i64>() >= JOBS as i64).then_some(scans)
+        },
+    )
+    .await;
+    for (index, scans) in &by_index {
+        assert!(
+            index == "jobs_pkey" || index == "idx_apalis_jobs_fetch_partial",
+            "tasks were looked up through {index} ({scans} scans): {by_index:?}"
+        );
+    }
+
+    let unfinished: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs /* probe */")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(unfinished, 0, "completed tasks leave the queue");
+}
+
 #[tokio::test]
 async fn worker_recovers_when_postgres_restarts_under_it_and_drains_the_queue() {
     let pg = OwnCluster::start().await;
