@@ -169,8 +169,14 @@ impl JobSpec {
         with_job!(self, job => job.summary())
     }
 
-    pub async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
-        with_job!(self, job => job.run(ctx).await)
+    /// Runs the job. Each kind's future is boxed on its own, so a small job
+    /// does not carry (and move through the queue's layers) the state of the
+    /// largest kind.
+    pub fn run<'a>(
+        &'a self,
+        ctx: &'a JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<Value, JobError>> {
+        with_job!(self, job => Box::pin(job.run(ctx)))
     }
 }
 
