@@ -37,7 +37,27 @@ struct Envelope {
     job_id: Option<String>,
 }
 
+/// A notification announcing several rows' changes, each as one change's JSON.
+#[derive(Deserialize)]
+struct Batch<'a> {
+    #[serde(borrow)]
+    batch: Vec<&'a serde_json::value::RawValue>,
+}
+
 impl Change {
+    /// The changes one notification announces: a single change, or a batch
+    /// (`{"batch": [...]}`, as the job triggers send them) of single changes.
+    pub fn parse_all(payload: &str) -> Vec<Self> {
+        match serde_json::from_str::<Batch>(payload) {
+            Ok(batch) => batch
+                .batch
+                .iter()
+                .filter_map(|change| Self::parse(change.get()))
+                .collect(),
+            Err(_) => Self::parse(payload).into_iter().collect(),
+        }
+    }
+
     pub fn parse(payload: &str) -> Option<Self> {
         let envelope: Envelope = serde_json::from_str(payload).ok()?;
         let subject = match envelope.topic.as_str() {
@@ -142,7 +162,7 @@ async fn listen(
                 match listener.try_recv().await? {
                     Some(notification) => {
                         state.changes.fetch_add(1, Ordering::AcqRel);
-                        if let Some(change) = Change::parse(notification.payload()) {
+                        for change in Change::parse_all(notification.payload()) {
                             let _ = sender.send(change);
                         }
                     }
@@ -189,5 +209,24 @@ mod tests {
 
         assert!(Change::resync().matches("job:a1"));
         assert!(Change::parse("not json").is_none());
+    }
+
+    #[test]
+    fn a_batch_notification_is_each_of_its_changes_with_its_own_payload() {
+        let changes = Change::parse_all(
+            r#"{"batch":[{"topic":"job","id":"a1","status":"completed"},{"topic":"job_event","id":7,"job_id":"a1"}]}"#,
+        );
+        assert_eq!(changes.len(), 2);
+        assert_eq!(changes[0].kind, "job");
+        assert_eq!(
+            &*changes[0].payload,
+            r#"{"topic":"job","id":"a1","status":"completed"}"#
+        );
+        assert!(changes[1].matches("job:a1") && !changes[1].matches("jobs"));
+
+        let single = Change::parse_all(r#"{"topic":"product","id":"p9"}"#);
+        assert_eq!(single.len(), 1);
+        assert!(single[0].matches("product:p9"));
+        assert!(Change::parse_all("not json").is_empty());
     }
 }

@@ -98,7 +98,7 @@ pub async fn record_attempts(
         running AS (
             UPDATE jobs j
             SET status = 'running', attempts = s.attempt, worker = s.worker, started_at = s.at,
-                next_attempt_at = NULL
+                next_attempt_at = NULL, updated_at = now()
             FROM starts s
             -- unfinished (see jobs_completed_when_ended); a late start never reopens a job,
             -- nor one that went back to the queue before its start was written
@@ -159,7 +159,8 @@ pub async fn record_attempts(
                               ELSE j.output END,
                 error_message = CASE WHEN k.result = 'completed' THEN NULL ELSE k.error END,
                 next_attempt_at = CASE WHEN k.result = 'retry' THEN k.run_at END,
-                completed_at = CASE WHEN k.result = 'retry' THEN NULL ELSE k.at END
+                completed_at = CASE WHEN k.result = 'retry' THEN NULL ELSE k.at END,
+                updated_at = now()
             FROM acked k
             WHERE j.task_id = k.id
             RETURNING j.id, j.stage, j.max_attempts, k.run_at, k.worker, k.attempt, k.result,
