@@ -235,8 +235,13 @@ impl Cluster {
         tracing::info!(port = self.port, "starting the embedded PostgreSQL cluster");
         let pgdata_arg = pgdata.to_string_lossy().into_owned();
         let log = pgdata.join("server.log").to_string_lossy().into_owned();
-        // The port given now wins over the one written at initdb.
-        let port_option = format!("-p {}", self.port);
+        // The port given now wins over the one written at initdb. Statement
+        // statistics are loaded where the server has them (`bench queue` reads
+        // them; they cost a hash lookup per statement).
+        let mut port_option = format!("-p {}", self.port);
+        if self.bin_dir.join("../lib/pg_stat_statements.so").is_file() {
+            port_option.push_str(" -c shared_preload_libraries=pg_stat_statements");
+        }
         let out = self.run(
             "pg_ctl",
             &[
