@@ -33,3 +33,40 @@ pub async fn register(db: impl PgExecutor<'_>, queue: &str, name: &str) -> sqlx:
     .await?;
     Ok(())
 }
+
+/// Puts back in the queue the tasks held by workers of the given lanes that
+/// have been silent for `window_s` seconds or more, each as one more attempt
+/// (the `buybuddy_requeue` trigger records it); returns how many went back.
+/// What apalis's `reenqueue_orphaned` does for one lane, for all of them in one
+/// statement: tasks are not indexed by holder (see the queue-claims migration),
+/// so every sweep reads the held tasks once, not once per lane.
+pub async fn requeue_orphans(
+    db: impl PgExecutor<'_>,
+    queues: &[String],
+    window_s: f64,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        r#"
+        WITH stale AS (
+            SELECT t.id
+            FROM apalis.jobs t
+            JOIN apalis.workers w ON t.lock_by = w.id
+            WHERE t.status IN ('Running', 'Queued')
+              AND w.worker_type = ANY($1)
+              AND now() - w.last_seen >= make_interval(secs => $2)
+            FOR UPDATE OF t SKIP LOCKED
+        )
+        UPDATE apalis.jobs t
+        SET status = 'Pending', done_at = NULL, lock_by = NULL, lock_at = NULL,
+            attempts = t.attempts + 1,
+            last_result = '{"Err": "Re-enqueued due to worker heartbeat timeout."}'
+        FROM stale
+        WHERE t.id = stale.id
+        "#,
+        queues,
+        window_s
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -60,9 +60,12 @@ pub(super) async fn heartbeat(
                 db::workers::keep_alive(&mut *tx, queue, &names).await?;
             }
             tx.commit().await?;
-            for queue in queues {
-                apalis_postgres::queries::reenqueue_orphaned(&mut *conn, queue, window.as_secs())
-                    .await?;
+            let queues: Vec<String> = queues.into_iter().map(str::to_owned).collect();
+            // Whole seconds, as apalis counts the window.
+            let requeued =
+                db::workers::requeue_orphans(&mut *conn, &queues, window.as_secs() as f64).await?;
+            if requeued > 0 {
+                tracing::info!(requeued, "tasks of silent workers went back to the queue");
             }
             Ok::<_, anyhow::Error>(())
         };
