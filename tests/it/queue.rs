@@ -476,13 +476,16 @@ impl Drop for OwnCluster {
 async fn worker_processes_draining_a_burst_never_wait_seconds_on_one_statement() {
     const JOBS: usize = 20_000;
     let db = TestDb::new().await;
-    sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .execute(&db.pool)
-        .await
-        .expect(
-            "pg_stat_statements is loaded by the embedded cluster; a test cluster started \
+    sqlx::raw_sql(
+        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+         SELECT count(*) FROM pg_stat_statements",
+    )
+    .execute(&db.pool)
+    .await
+    .expect(
+        "pg_stat_statements is loaded by the embedded cluster; a test cluster started \
              before it was must be restarted (pg_ctl stop -D .data/postgres-test)",
-        );
+    );
     for _ in 0..JOBS / 5_000 {
         let jobs = (0..5_000)
             .map(|_| Enqueue::from(JobSpec::Noop(Noop {})))

@@ -113,10 +113,16 @@ pub async fn run(args: QueueArgs) -> anyhow::Result<()> {
         let version: String = sqlx::query_scalar("SELECT current_setting('server_version')")
             .fetch_one(&pool)
             .await?;
+        // The extension installs anywhere; its view answers only where the
+        // server loaded the library at start.
         let counting = sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             .execute(&pool)
             .await
-            .is_ok();
+            .is_ok()
+            && sqlx::raw_sql("SELECT 1 FROM pg_stat_statements LIMIT 1 /* bench-probe */")
+                .execute(&pool)
+                .await
+                .is_ok();
         if !counting {
             eprintln!(
                 "pg_stat_statements is not loaded in this cluster (restart it with \
