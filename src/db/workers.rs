@@ -39,7 +39,7 @@ pub async fn register(db: impl PgExecutor<'_>, queue: &str, name: &str) -> sqlx:
 /// (the `buybuddy_requeue` trigger records it); returns how many went back.
 /// What apalis's `reenqueue_orphaned` does for one lane, for all of them in one
 /// statement: tasks are not indexed by holder (see the queue-claims migration),
-/// so every sweep reads the held tasks once, not once per lane.
+/// so a sweep scans the queue table once, not once per lane.
 pub async fn requeue_orphans(
     db: impl PgExecutor<'_>,
     queues: &[String],

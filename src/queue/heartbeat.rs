@@ -48,7 +48,7 @@ pub(super) async fn heartbeat(
         // wait on the jobs table: this process's beat is never held back by it.
         let beat = async {
             let mut conn = pool.acquire().await?;
-            let mut queues: Vec<&str> = lanes.iter().map(|l| l.queue.as_str()).collect();
+            let mut queues: Vec<String> = lanes.iter().map(|l| l.queue.clone()).collect();
             queues.dedup();
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             for queue in &queues {
@@ -60,7 +60,6 @@ pub(super) async fn heartbeat(
                 db::workers::keep_alive(&mut *tx, queue, &names).await?;
             }
             tx.commit().await?;
-            let queues: Vec<String> = queues.into_iter().map(str::to_owned).collect();
             // Whole seconds, as apalis counts the window.
             let requeued =
                 db::workers::requeue_orphans(&mut *conn, &queues, window.as_secs() as f64).await?;

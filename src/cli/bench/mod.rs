@@ -159,14 +159,20 @@ pub(super) async fn ensure_module(
 /// A script of `vision/python`, beside the sources this binary was built
 /// from, else under the current folder.
 pub(super) fn python_script(name: &str) -> anyhow::Result<std::path::PathBuf> {
-    let relative = std::path::Path::new("vision/python").join(name);
+    repository_file(&std::path::Path::new("vision/python").join(name))
+        .map_err(|missing| anyhow::anyhow!("{missing}: run from the repository"))
+}
+
+/// A file of the repository, beside the sources this binary was built from,
+/// else under the current folder; the error names what is missing.
+pub(super) fn repository_file(relative: &std::path::Path) -> Result<std::path::PathBuf, String> {
     [
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(&relative),
-        relative.clone(),
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative),
+        relative.to_owned(),
     ]
     .into_iter()
     .find(|p| p.is_file())
-    .ok_or_else(|| anyhow::anyhow!("{} is missing: run from the repository", relative.display()))
+    .ok_or_else(|| format!("{} is missing", relative.display()))
 }
 
 pub(super) fn percentile(values: &[f64], q: f64) -> f64 {

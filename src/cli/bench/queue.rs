@@ -213,10 +213,7 @@ fn report(args: &QueueArgs, version: &str, peer: Option<&Peer>, rounds: &[Round]
     }
     for &jobs in &args.jobs {
         for system in &systems {
-            let mine: Vec<&Round> = rounds
-                .iter()
-                .filter(|r| r.jobs == jobs && r.system == *system)
-                .collect();
+            let mine: Vec<&Round> = rounds_of(rounds, jobs, system).collect();
             let drains: Vec<f64> = mine.iter().map(|r| r.drain_per_s).collect();
             let p50s: Vec<f64> = mine.iter().map(|r| percentile(&r.pickup_ms, 0.5)).collect();
             let p99s: Vec<f64> = mine
@@ -229,7 +226,11 @@ fn report(args: &QueueArgs, version: &str, peer: Option<&Peer>, rounds: &[Round]
                 jobs,
                 system.label(peer_version),
                 percentile(&drains, 0.5),
-                format!("({:.0} - {:.0})", min(&drains), max(&drains)),
+                format!(
+                    "({:.0} - {:.0})",
+                    percentile(&drains, 0.0),
+                    percentile(&drains, 1.0)
+                ),
                 percentile(&p50s, 0.5),
                 percentile(&p99s, 0.5),
                 percentile(&enqueues, 0.5),
@@ -238,14 +239,8 @@ fn report(args: &QueueArgs, version: &str, peer: Option<&Peer>, rounds: &[Round]
         if peer.is_some() {
             for system in systems.iter().filter(|s| **s != System::Peer) {
                 // Each run's rounds are paired: they ran minutes apart at most.
-                let ratios: Vec<f64> = rounds
-                    .iter()
-                    .filter(|r| r.jobs == jobs && r.system == *system)
-                    .zip(
-                        rounds
-                            .iter()
-                            .filter(|r| r.jobs == jobs && r.system == System::Peer),
-                    )
+                let ratios: Vec<f64> = rounds_of(rounds, jobs, system)
+                    .zip(rounds_of(rounds, jobs, &System::Peer))
                     .map(|(ours, peer)| ours.drain_per_s / peer.drain_per_s)
                     .collect();
                 println!(
@@ -256,7 +251,11 @@ fn report(args: &QueueArgs, version: &str, peer: Option<&Peer>, rounds: &[Round]
                         system.label(peer_version).replace("buybuddy, ", "")
                     ),
                     percentile(&ratios, 0.5),
-                    format!("({:.2} - {:.2})", min(&ratios), max(&ratios)),
+                    format!(
+                        "({:.2} - {:.2})",
+                        percentile(&ratios, 0.0),
+                        percentile(&ratios, 1.0)
+                    ),
                 );
             }
         }
@@ -282,9 +281,7 @@ fn report(args: &QueueArgs, version: &str, peer: Option<&Peer>, rounds: &[Round]
     );
     for &jobs in &args.jobs {
         for system in &systems {
-            let costs: Vec<Costs> = rounds
-                .iter()
-                .filter(|r| r.jobs == jobs && r.system == *system)
+            let costs: Vec<Costs> = rounds_of(rounds, jobs, system)
                 .filter_map(|r| r.costs)
                 .collect();
             if costs.is_empty() {
@@ -311,12 +308,15 @@ fn report(args: &QueueArgs, version: &str, peer: Option<&Peer>, rounds: &[Round]
     );
 }
 
-fn min(values: &[f64]) -> f64 {
-    values.iter().copied().fold(f64::INFINITY, f64::min)
-}
-
-fn max(values: &[f64]) -> f64 {
-    values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+/// The rounds of one system at one job count, in the order they ran.
+fn rounds_of<'a>(
+    rounds: &'a [Round],
+    jobs: usize,
+    system: &'a System,
+) -> impl Iterator<Item = &'a Round> {
+    rounds
+        .iter()
+        .filter(move |r| r.jobs == jobs && r.system == *system)
 }
 
 /// One round of our queue with `workers` processes.
@@ -387,16 +387,11 @@ async fn ours(
 /// Pushes single jobs into the idle queue, 20 ms apart, and notes how long
 /// each waited between its commit and its start.
 async fn pickups(pool: &PgPool, samples: usize, into: &mut Vec<f64>) -> anyhow::Result<()> {
-    // The first sample waits for the workers to be up.
-    let ids = queue::enqueue(
-        pool,
-        DEFAULT_QUEUE,
-        vec![Enqueue::from(JobSpec::Noop(Noop {}))],
-    )
-    .await?;
-    wait_for_start(pool, ids[0], Duration::from_secs(60)).await?;
-    for _ in 0..samples {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // One more job than samples: the first waits for the workers to be up.
+    for sample in 0..=samples {
+        if sample > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let ids = queue::enqueue(
             pool,
             DEFAULT_QUEUE,
@@ -404,8 +399,11 @@ async fn pickups(pool: &PgPool, samples: usize, into: &mut Vec<f64>) -> anyhow::
         )
         .await?;
         let committed = Utc::now();
-        let started = wait_for_start(pool, ids[0], Duration::from_secs(10)).await?;
-        into.push((started - committed).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+        let limit = Duration::from_secs(if sample == 0 { 60 } else { 10 });
+        let started = wait_for_start(pool, ids[0], limit).await?;
+        if sample > 0 {
+            into.push((started - committed).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+        }
     }
     Ok(())
 }
@@ -549,19 +547,11 @@ struct Peer {
 impl Peer {
     /// Installs the peer on first use (`npm ci` in `bench/graphile`).
     async fn install() -> anyhow::Result<Self> {
-        let relative = Path::new("bench/graphile");
-        let dir = [
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative),
-            relative.to_owned(),
-        ]
-        .into_iter()
-        .find(|p| p.join("run.mjs").is_file())
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "{} is missing: run from the repository, or pass --no-peer",
-                relative.display()
-            )
-        })?;
+        let script =
+            super::repository_file(Path::new("bench/graphile/run.mjs")).map_err(|missing| {
+                anyhow::anyhow!("{missing}: run from the repository, or pass --no-peer")
+            })?;
+        let dir = script.parent().expect("a file has a folder").to_owned();
         let node = dir.join("node_modules/.bin/node");
         let installed = dir.join("node_modules/graphile-worker/package.json");
         if !node.is_file() || !installed.is_file() {
