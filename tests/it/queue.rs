@@ -93,6 +93,36 @@ async fn pushed_job_is_claimed_run_and_completed() {
     assert_eq!(attempt_starts(&db.pool, id).await.len(), 1);
 }
 
+/// `jobs.updated_at` moves with every write: the ledger sets it itself (its
+/// trigger is skipped then), and any other writer gets it from the trigger.
+#[tokio::test]
+async fn a_jobs_updated_at_moves_with_the_ledger_and_with_any_other_writer() {
+    let db = TestDb::new().await;
+    let id = push(&db.pool, JobSpec::Noop(Noop {}), None).await;
+    let updated_at = || async {
+        sqlx::query_scalar::<_, DateTime<Utc>>("SELECT updated_at FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    };
+    let queued = updated_at().await;
+
+    let worker = InProcessWorker::start(&db.pool, worker_config());
+    wait_for_status(&db.pool, id, "completed", Duration::from_secs(10)).await;
+    worker.stop().await;
+    let completed = updated_at().await;
+    assert!(completed > queued, "{queued} then {completed}");
+
+    sqlx::query("UPDATE jobs SET stage = 'checked' WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let touched = updated_at().await;
+    assert!(touched > completed, "{completed} then {touched}");
+}
+
 #[tokio::test]
 async fn failing_job_is_retried_with_growing_delays_then_fails_with_its_error() {
     let base = Duration::from_millis(300);
