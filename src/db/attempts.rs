@@ -59,8 +59,9 @@ pub struct Finished {
 
 /// Records attempt starts and ends in one statement: the queue tasks are
 /// acknowledged (only while still held by the worker that ran them), the jobs
-/// move to their new status, and each transition gets its event line. Returns
-/// the task ids whose ends were recorded.
+/// move to their new status, and each transition but a completion gets its event
+/// line (a completion's line is read from the job row). Returns the task ids
+/// whose ends were recorded.
 pub async fn record_attempts(
     db: impl PgExecutor<'_>,
     started: &[Started],
@@ -113,7 +114,8 @@ pub async fn record_attempts(
             FROM unnest($6::text[], $7::text[], $8::int4[], $9::text[], $10::text[],
                         $11::jsonb[], $12::timestamptz[], $13::timestamptz[], $14::bool[])
                 AS f (task_id, worker, attempt, ending, error, output, started_at, at, with_start)
-            JOIN jobs j ON j.task_id = f.task_id
+            -- only a retry needs the job row first
+            LEFT JOIN jobs j ON f.ending = 'retry' AND j.task_id = f.task_id
         ),
         -- A completed task leaves the queue: the job row is its record. Deleting
         -- writes no new row version and no index entries, unlike an update.
@@ -166,24 +168,21 @@ pub async fn record_attempts(
             RETURNING j.id, j.stage, j.max_attempts, k.run_at, k.worker, k.attempt, k.result,
                       k.error, k.started_at, k.at, k.with_start
         ),
+        -- A completed attempt's line is read from the job row (`job_events::for_job`).
         done_events AS (
             INSERT INTO job_events (job_id, at, level, stage, message)
-            SELECT d.id, d.at,
-                   CASE d.result WHEN 'completed' THEN 'info' WHEN 'failed' THEN 'error' ELSE 'warn' END,
+            SELECT d.id, d.at, CASE d.result WHEN 'failed' THEN 'error' ELSE 'warn' END,
                    d.stage,
                    format('Attempt %s of %s%s %s', d.attempt, d.max_attempts,
                        CASE WHEN d.with_start THEN ' on ' || d.worker ELSE '' END,
                        CASE d.result
-                           WHEN 'completed' THEN 'completed in ' ||
-                               CASE WHEN d.at - d.started_at < interval '1 second'
-                                    THEN round(extract(epoch FROM d.at - d.started_at)::numeric * 1000, 1) || ' ms'
-                                    ELSE round(extract(epoch FROM d.at - d.started_at)::numeric, 2) || ' s' END
                            WHEN 'retry' THEN format('failed: %s; retrying in %s s', d.error,
                                round(extract(epoch FROM d.run_at - now())::numeric, 1))
                            WHEN 'cancelled' THEN 'was cancelled'
                            ELSE format('failed: %s', d.error)
                        END)
             FROM done d
+            WHERE d.result <> 'completed'
         )
         SELECT id AS "task_id!" FROM acked
         "#,

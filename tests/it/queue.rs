@@ -93,6 +93,64 @@ async fn pushed_job_is_claimed_run_and_completed() {
     assert_eq!(attempt_starts(&db.pool, id).await.len(), 1);
 }
 
+/// A completed attempt's line is read from the job row, not stored: it names the
+/// worker unless the start was written on its own line, and it comes last.
+#[tokio::test]
+async fn a_completed_jobs_last_line_is_read_from_its_row() {
+    let db = TestDb::new().await;
+    let quick = push(&db.pool, JobSpec::Noop(Noop {}), None).await;
+    // Long enough that its start is written before its end.
+    let slow = push(&db.pool, sleep(600, 1), Some(2)).await;
+    let worker = InProcessWorker::start(&db.pool, worker_config());
+    wait_for_status(&db.pool, quick, "completed", Duration::from_secs(10)).await;
+    wait_for_status(&db.pool, slow, "completed", Duration::from_secs(10)).await;
+    worker.stop().await;
+
+    for (id, max_attempts) in [(quick, 5), (slow, 2)] {
+        let job = db::jobs::get(&db.pool, id).await.unwrap().unwrap();
+        let worker = job.worker.clone().unwrap();
+        let events = db::job_events::for_job(&db.pool, id).await.unwrap();
+        let last = events.last().unwrap();
+        let separate_start = format!("Attempt 1 of {max_attempts} started on {worker}");
+        let named = if events.iter().any(|e| e.message == separate_start) {
+            String::new()
+        } else {
+            format!(" on {worker}")
+        };
+        assert!(
+            last.message
+                .starts_with(&format!("Attempt 1 of {max_attempts}{named} completed in ")),
+            "{events:#?}"
+        );
+        assert_eq!((last.id, last.level.as_str()), (None, "info"));
+        assert_eq!(Some(last.at), job.completed_at);
+        let stored: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM job_events WHERE job_id = $1 AND message LIKE '%completed in%'",
+        )
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(stored, 0, "the completion line is not stored");
+    }
+    let slow_log = event_messages(&db.pool, slow).await;
+    assert!(
+        slow_log[0].starts_with("Attempt 1 of 2 started on "),
+        "{slow_log:?}"
+    );
+    let took = slow_log
+        .last()
+        .unwrap()
+        .strip_prefix("Attempt 1 of 2 completed in ")
+        .unwrap_or_else(|| panic!("{slow_log:?}"));
+    let seconds = match took.split_once(' ') {
+        Some((ms, "ms")) => ms.parse::<f64>().unwrap() / 1000.0,
+        Some((s, "s")) => s.parse::<f64>().unwrap(),
+        _ => panic!("{took}"),
+    };
+    assert!(seconds >= 0.6, "{took}");
+}
+
 /// `jobs.updated_at` moves with every write: the ledger sets it itself (its
 /// trigger is skipped then), and any other writer gets it from the trigger.
 #[tokio::test]
@@ -380,14 +438,17 @@ async fn two_worker_processes_complete_500_jobs_exactly_once() {
     })
     .await;
 
-    let events: Vec<(Uuid, String)> = sqlx::query_as("SELECT job_id, message FROM job_events")
+    // Each job's log as its page shows it (a completion's line is read from the row).
+    let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM jobs")
         .fetch_all(&db.pool)
         .await
         .unwrap();
     let mut runs = std::collections::HashMap::<Uuid, usize>::new();
-    for (job, message) in &events {
-        if names_a_run(message) {
-            *runs.entry(*job).or_default() += 1;
+    for job in ids {
+        for event in db::job_events::for_job(&db.pool, job).await.unwrap() {
+            if names_a_run(&event.message) {
+                *runs.entry(job).or_default() += 1;
+            }
         }
     }
     assert_eq!(runs.len(), 500, "every job must have run");
