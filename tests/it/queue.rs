@@ -93,6 +93,58 @@ async fn pushed_job_is_claimed_run_and_completed() {
     assert_eq!(attempt_starts(&db.pool, id).await.len(), 1);
 }
 
+/// A fetch claims its tasks through the primary key: it never reads the whole
+/// queue, however many tasks wait and however few it takes. (apalis's own
+/// `get_jobs` hashed the whole table on every fetch.) Counted within the
+/// claim's own transaction, so the count does not depend on timing.
+#[tokio::test]
+async fn a_fetch_claims_its_tasks_without_reading_the_whole_queue() {
+    let db = TestDb::new().await;
+    let jobs = (0..2_000)
+        .map(|_| Enqueue::from(JobSpec::Noop(Noop {})))
+        .collect();
+    queue::enqueue(&db.pool, DEFAULT_QUEUE, jobs).await.unwrap();
+    sqlx::raw_sql("ANALYZE apalis.jobs")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    // A session of its own: a session's counts include whatever it has not yet
+    // handed in from earlier transactions.
+    let mut session = <sqlx::PgConnection as sqlx::Connection>::connect(db.url.expose())
+        .await
+        .unwrap();
+    let mut tx = sqlx::Connection::begin(&mut session).await.unwrap();
+    let lane = db::queue::lane(DEFAULT_QUEUE, JobSpec::Noop(Noop {}).kind());
+    let claimed = db::queue::claim(&mut *tx, "test-claimer", &lane, 5)
+        .await
+        .unwrap();
+    let (seq_scans, index_scans): (i64, i64) = sqlx::query_as(
+        "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables
+         WHERE schemaname = 'apalis' AND relname = 'jobs'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    let held: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM apalis.jobs WHERE lock_by = 'test-claimer' AND status = 'Queued'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(claimed.len(), 5);
+    assert_eq!(held, 5, "the claimed tasks are held by the claimer");
+    assert!(
+        claimed
+            .iter()
+            .all(|t| t.job_type == lane && t.attempts == 0)
+    );
+    assert_eq!(seq_scans, 0, "the claim read the whole queue");
+    assert!(index_scans >= 2, "{index_scans} index scans");
+}
+
 /// A completed attempt's line is read from the job row, not stored: it names the
 /// worker unless the start was written on its own line, and it comes last.
 #[tokio::test]
