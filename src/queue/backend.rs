@@ -17,8 +17,9 @@
 //! apalis checks readiness, which it does on every wake-up before it looks at the
 //! slots; a new fetch still starts only when a slot is free.
 //!
-//! The rest: a fetch is the one `get_jobs` statement, without a transaction around
-//! it; liveness and the re-queueing of dead workers' tasks belong to the process's
+//! The rest: a fetch is the one claim statement (`db::queue::claim`, which
+//! claims through the primary key where apalis's `get_jobs` scanned the queue),
+//! without a transaction around it; liveness and the re-queueing of dead workers' tasks belong to the process's
 //! heartbeat (`heartbeat`), which beats for every lane; attempts are recorded by the
 //! ledger, so apalis persists no results and locks nothing.
 

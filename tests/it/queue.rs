@@ -32,6 +32,17 @@ async fn push(pool: &sqlx::PgPool, spec: JobSpec, max_attempts: Option<u32>) -> 
     .unwrap()[0]
 }
 
+/// Queues `count` no-op jobs, 5,000 to a statement.
+async fn push_noops(pool: &sqlx::PgPool, count: usize) {
+    for chunk in (0..count).collect::<Vec<_>>().chunks(5_000) {
+        let jobs = chunk
+            .iter()
+            .map(|_| Enqueue::from(JobSpec::Noop(Noop {})))
+            .collect();
+        queue::enqueue(pool, DEFAULT_QUEUE, jobs).await.unwrap();
+    }
+}
+
 fn sleep(millis: u64, steps: u32) -> JobSpec {
     JobSpec::Sleep(Sleep { millis, steps })
 }
@@ -100,10 +111,7 @@ async fn pushed_job_is_claimed_run_and_completed() {
 #[tokio::test]
 async fn a_fetch_claims_its_tasks_without_reading_the_whole_queue() {
     let db = TestDb::new().await;
-    let jobs = (0..2_000)
-        .map(|_| Enqueue::from(JobSpec::Noop(Noop {})))
-        .collect();
-    queue::enqueue(&db.pool, DEFAULT_QUEUE, jobs).await.unwrap();
+    push_noops(&db.pool, 2_000).await;
     sqlx::raw_sql("ANALYZE apalis.jobs")
         .execute(&db.pool)
         .await
@@ -477,10 +485,7 @@ async fn two_worker_processes_complete_500_jobs_exactly_once() {
         },
     )
     .await;
-    let jobs = (0..500)
-        .map(|_| Enqueue::from(JobSpec::Noop(Noop {})))
-        .collect();
-    queue::enqueue(&db.pool, DEFAULT_QUEUE, jobs).await.unwrap();
+    push_noops(&db.pool, 500).await;
     eventually(Duration::from_secs(60), "500 completed jobs", || async {
         let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'completed'")
             .fetch_one(&db.pool)
@@ -629,12 +634,7 @@ async fn worker_processes_draining_a_burst_never_wait_seconds_on_one_statement()
         "pg_stat_statements is loaded by the embedded cluster; a test cluster started \
              before it was must be restarted (pg_ctl stop -D .data/postgres-test)",
     );
-    for _ in 0..JOBS / 5_000 {
-        let jobs = (0..5_000)
-            .map(|_| Enqueue::from(JobSpec::Noop(Noop {})))
-            .collect();
-        queue::enqueue(&db.pool, DEFAULT_QUEUE, jobs).await.unwrap();
-    }
+    push_noops(&db.pool, JOBS).await;
     // What autovacuum does to a freshly filled queue: statistics that say no
     // task has a holder yet (the state in which the planner once chose to find
     // tasks by holder).
