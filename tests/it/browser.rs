@@ -373,7 +373,7 @@ async fn retry_a_failed_job_from_its_page() {
             .contains("was not found")
     );
     screenshot(&browser, "04-failed-job").await;
-    click(&browser, &format!("form[action='/jobs/{id}/retry'] button")).await;
+    click_live(&browser, &format!("form[action='/jobs/{id}/retry'] button")).await;
     until("the new job's page", Duration::from_secs(10), || async {
         let path = browser.current_url().await.unwrap().path().to_owned();
         path.starts_with("/jobs/") && !path.contains(&id.to_string())
@@ -454,7 +454,9 @@ async fn edit_metadata_approve_and_bulk_reject_in_the_browser() {
     assert_eq!(stored.visibility_score, Some(88));
     screenshot(&browser, "07-metadata-saved").await;
 
-    click(
+    // The save's own change notification reloads the review part, so the
+    // button may be swapped out under the click.
+    click_live(
         &browser,
         &format!("form[action='/products/{cola}/approve'] button"),
     )
