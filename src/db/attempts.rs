@@ -15,8 +15,6 @@ pub struct Started {
     pub attempt: i32,
     pub worker: String,
     pub at: DateTime<Utc>,
-    /// The attempt's end is written in the same statement: skip the `running` state.
-    pub finishing: bool,
 }
 
 /// How an attempt ended, as the queue records it.
@@ -59,9 +57,11 @@ pub struct Finished {
 
 /// Records attempt starts and ends in one statement: the queue tasks are
 /// acknowledged (only while still held by the worker that ran them), the jobs
-/// move to their new status, and each transition but a completion gets its event
-/// line (a completion's line is read from the job row). Returns the task ids
-/// whose ends were recorded.
+/// move to their new status, each transition but a completion gets its event
+/// line (a completion's line is read from the job row), and the jobs that ended
+/// are counted in `job_hours`. An attempt whose end is
+/// in `finished` is left out of `started` (its end's `with_start` says so): the
+/// job goes straight to its end. Returns the task ids whose ends were recorded.
 pub async fn record_attempts(
     db: impl PgExecutor<'_>,
     started: &[Started],
@@ -71,7 +71,6 @@ pub async fn record_attempts(
     let s_attempts: Vec<i32> = started.iter().map(|s| s.attempt).collect();
     let s_workers: Vec<String> = started.iter().map(|s| s.worker.clone()).collect();
     let s_at: Vec<DateTime<Utc>> = started.iter().map(|s| s.at).collect();
-    let s_finishing: Vec<bool> = started.iter().map(|s| s.finishing).collect();
     let f_tasks: Vec<String> = finished.iter().map(|f| f.task_id.clone()).collect();
     let f_workers: Vec<String> = finished.iter().map(|f| f.worker.clone()).collect();
     let f_attempts: Vec<i32> = finished.iter().map(|f| f.attempt).collect();
@@ -84,8 +83,8 @@ pub async fn record_attempts(
     sqlx::query_scalar!(
         r#"
         WITH starts AS (
-            SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::timestamptz[], $5::bool[])
-                AS s (task_id, attempt, worker, at, finishing)
+            SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::timestamptz[])
+                AS s (task_id, attempt, worker, at)
         ),
         -- Every join below is a batch against a table through a unique index; the
         -- batches are never joined to each other, so no plan can turn quadratic.
@@ -94,7 +93,6 @@ pub async fn record_attempts(
             SELECT j.id, s.at, 'info',
                    format('Attempt %s of %s started on %s', s.attempt, j.max_attempts, s.worker)
             FROM starts s JOIN jobs j ON j.task_id = s.task_id
-            WHERE NOT s.finishing
         ),
         running AS (
             UPDATE jobs j
@@ -103,19 +101,19 @@ pub async fn record_attempts(
             FROM starts s
             -- unfinished (see jobs_completed_when_ended); a late start never reopens a job,
             -- nor one that went back to the queue before its start was written
-            WHERE j.task_id = s.task_id AND NOT s.finishing AND j.completed_at IS NULL
+            WHERE j.task_id = s.task_id AND j.completed_at IS NULL
               AND EXISTS (SELECT 1 FROM apalis.jobs t WHERE t.id = s.task_id AND t.lock_by = s.worker)
         ),
         finishes AS (
             SELECT f.*,
-                   -- a job someone cancelled is not retried
-                   CASE WHEN f.ending = 'retry' AND j.cancel_requested_at IS NOT NULL
+                   -- a job someone cancelled is not retried (only a retry reads the job row)
+                   CASE WHEN f.ending <> 'retry' THEN f.ending
+                        WHEN EXISTS (SELECT 1 FROM jobs j
+                                     WHERE j.task_id = f.task_id AND j.cancel_requested_at IS NOT NULL)
                         THEN 'cancelled' ELSE f.ending END AS result
-            FROM unnest($6::text[], $7::text[], $8::int4[], $9::text[], $10::text[],
-                        $11::jsonb[], $12::timestamptz[], $13::timestamptz[], $14::bool[])
+            FROM unnest($5::text[], $6::text[], $7::int4[], $8::text[], $9::text[],
+                        $10::jsonb[], $11::timestamptz[], $12::timestamptz[], $13::bool[])
                 AS f (task_id, worker, attempt, ending, error, output, started_at, at, with_start)
-            -- only a retry needs the job row first
-            LEFT JOIN jobs j ON f.ending = 'retry' AND j.task_id = f.task_id
         ),
         -- A completed task leaves the queue: the job row is its record. Deleting
         -- writes no new row version and no index entries, unlike an update.
@@ -168,6 +166,18 @@ pub async fn record_attempts(
             RETURNING j.id, j.stage, j.max_attempts, k.run_at, k.worker, k.attempt, k.result,
                       k.error, k.started_at, k.at, k.with_start
         ),
+        -- The dashboard's jobs ended per hour, added to this session's own rows.
+        hours AS (
+            INSERT INTO job_hours AS h (hour, session, completed, failed)
+            SELECT date_trunc('hour', d.at, 'UTC'), pg_backend_pid(),
+                   count(*) FILTER (WHERE d.result = 'completed'),
+                   count(*) FILTER (WHERE d.result = 'failed')
+            FROM done d
+            WHERE d.result IN ('completed', 'failed')
+            GROUP BY 1
+            ON CONFLICT (hour, session) DO UPDATE
+            SET completed = h.completed + excluded.completed, failed = h.failed + excluded.failed
+        ),
         -- A completed attempt's line is read from the job row (`job_events::for_job`).
         done_events AS (
             INSERT INTO job_events (job_id, at, level, stage, message)
@@ -190,7 +200,6 @@ pub async fn record_attempts(
         &s_attempts,
         &s_workers,
         &s_at,
-        &s_finishing,
         &f_tasks,
         &f_workers,
         &f_attempts,

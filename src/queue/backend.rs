@@ -18,9 +18,10 @@
 //! slots; a new fetch still starts only when a slot is free.
 //!
 //! The rest: a fetch is the one claim statement (`db::queue::claim`, which
-//! claims through the primary key where apalis's `get_jobs` scanned the queue),
-//! without a transaction around it; liveness and the re-queueing of dead workers' tasks belong to the process's
-//! heartbeat (`heartbeat`), which beats for every lane; attempts are recorded by the
+//! updates the chosen tasks where they lie, where apalis's `get_jobs` scanned
+//! the queue), without a transaction around it; liveness and the re-queueing of
+//! dead workers' tasks belong to the process's heartbeat (`heartbeat`), which
+//! beats for every lane; attempts are recorded by the
 //! ledger, so apalis persists no results and locks nothing.
 
 use std::{

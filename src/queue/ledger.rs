@@ -106,17 +106,15 @@ async fn write_batches(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Entry
                 }
             }
         }
-        // An attempt that starts and ends within one batch is written once.
-        let ending: HashSet<String> = finished.iter().map(|f| f.task_id.clone()).collect();
-        let mut starting = HashSet::new();
-        for s in &mut started {
-            s.finishing = ending.contains(&s.task_id);
-            if s.finishing {
-                starting.insert(s.task_id.clone());
-            }
-        }
+        // An attempt that starts and ends within one batch is written once: its
+        // start goes with its end.
+        let ending: HashSet<&str> = finished.iter().map(|f| f.task_id.as_str()).collect();
+        let (joined, started): (Vec<Started>, Vec<Started>) = started
+            .into_iter()
+            .partition(|s| ending.contains(s.task_id.as_str()));
+        let joined: HashSet<String> = joined.into_iter().map(|s| s.task_id).collect();
         for f in &mut finished {
-            f.with_start = starting.contains(&f.task_id);
+            f.with_start = joined.contains(&f.task_id);
         }
 
         let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));

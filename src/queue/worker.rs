@@ -405,7 +405,6 @@ async fn handle(
         attempt: attempt as i32,
         worker: worker.name().to_owned(),
         at: started_at,
-        finishing: false,
     });
 
     let (ending, output, error) = runtime.attempt(args, attempt, limits.max_attempts).await;

@@ -328,7 +328,7 @@ async fn ours(
     workers: usize,
     counting: bool,
 ) -> anyhow::Result<Round> {
-    sqlx::raw_sql("TRUNCATE jobs, job_events, apalis.jobs, apalis.workers CASCADE")
+    sqlx::raw_sql("TRUNCATE jobs, job_events, job_hours, apalis.jobs, apalis.workers CASCADE")
         .execute(pool)
         .await?;
 

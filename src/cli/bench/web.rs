@@ -218,6 +218,16 @@ async fn seed(pool: &PgPool, args: &WebArgs) -> anyhow::Result<()> {
     .bind(i64::from(others))
     .execute(pool)
     .await?;
+    // The dashboard's chart counts jobs where they end; these were written ended.
+    sqlx::raw_sql(
+        "INSERT INTO job_hours (hour, session, completed, failed)
+         SELECT date_trunc('hour', completed_at, 'UTC'), 0,
+                count(*) FILTER (WHERE status = 'completed'),
+                count(*) FILTER (WHERE status = 'failed')
+         FROM jobs WHERE status IN ('completed', 'failed') GROUP BY 1",
+    )
+    .execute(pool)
+    .await?;
     // What autovacuum would have done by the time a database holds this much.
     sqlx::raw_sql("VACUUM ANALYZE").execute(pool).await?;
     Ok(())
