@@ -544,21 +544,26 @@ async fn two_worker_processes_complete_500_jobs_exactly_once() {
     ];
     // Both take work before any is queued: a worker that starts first could
     // otherwise drain all 500 before the other one looks.
+    let lane = db::queue::lane(DEFAULT_QUEUE, sleep(20, 1).kind());
     eventually(
         Duration::from_secs(30),
-        "both workers to serve the noop lane",
+        "both workers to serve the sleep lane",
         || async {
-            let serving: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM apalis.workers WHERE worker_type = 'buybuddy:noop'",
-            )
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+            let serving: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM apalis.workers WHERE worker_type = $1")
+                    .bind(&lane)
+                    .fetch_one(&db.pool)
+                    .await
+                    .unwrap();
             (serving >= 2).then_some(())
         },
     )
     .await;
-    push_noops(&db.pool, 500).await;
+    // Jobs of 20 ms: one process alone would need 0.6 s for all 500 with its 16
+    // slots, so both take a share however late one of them looks (no-op jobs
+    // were drained by whichever process looked first, before the other did).
+    let jobs = (0..500).map(|_| Enqueue::from(sleep(20, 1))).collect();
+    queue::enqueue(&db.pool, DEFAULT_QUEUE, jobs).await.unwrap();
     eventually(Duration::from_secs(60), "500 completed jobs", || async {
         let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'completed'")
             .fetch_one(&db.pool)
