@@ -217,7 +217,7 @@ async fn an_attempt_changes_no_indexed_column_of_its_job() {
     assert!(
         options
             .unwrap_or_default()
-            .contains(&"fillfactor=50".to_owned()),
+            .contains(&"fillfactor=40".to_owned()),
         "room for a row's next version on its page"
     );
 }
