@@ -59,9 +59,9 @@ pub struct Finished {
 /// acknowledged (only while still held by the worker that ran them), the jobs
 /// move to their new status, each transition but a completion gets its event
 /// line (a completion's line is read from the job row), and the jobs that ended
-/// are counted in `job_hours`. An attempt whose end is
-/// in `finished` is left out of `started` (its end's `with_start` says so): the
-/// job goes straight to its end. Returns the task ids whose ends were recorded.
+/// are counted in `job_hours`. An attempt whose end is in `finished` is left out
+/// of `started` (its end's `with_start` says so): the job goes straight to its
+/// end. Returns the task ids whose ends were recorded.
 pub async fn record_attempts(
     db: impl PgExecutor<'_>,
     started: &[Started],

@@ -21,8 +21,8 @@
 //! updates the chosen tasks where they lie, where apalis's `get_jobs` scanned
 //! the queue), without a transaction around it; liveness and the re-queueing of
 //! dead workers' tasks belong to the process's heartbeat (`heartbeat`), which
-//! beats for every lane; attempts are recorded by the
-//! ledger, so apalis persists no results and locks nothing.
+//! beats for every lane; attempts are recorded by the ledger, so apalis persists
+//! no results and locks nothing.
 
 use std::{
     collections::HashMap,

@@ -117,9 +117,9 @@ async fn pushed_job_is_claimed_run_and_completed() {
 
 /// A fetch chooses its tasks through the queue's index and updates each where it
 /// lies: it never reads the whole queue, however many tasks wait and however few
-/// it takes. (apalis's own
-/// `get_jobs` hashed the whole table on every fetch.) Counted within the
-/// claim's own transaction, so the count does not depend on timing.
+/// it takes. (apalis's own `get_jobs` hashed the whole table on every fetch.)
+/// Counted within the claim's own transaction, so the count does not depend on
+/// timing.
 #[tokio::test]
 async fn a_fetch_claims_its_tasks_without_reading_the_whole_queue() {
     let db = TestDb::new().await;
